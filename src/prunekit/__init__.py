@@ -1,0 +1,25 @@
+"""prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
+from . import functional, scope, scores, structures
+from .api import METHODS, prunable, prune, sparsity
+from .errors import (
+    InvalidSparsityError,
+    MaskMismatchError,
+    MissingDataError,
+    NonFiniteWeightsError,
+    NoPrunableLayersError,
+    PruneError,
+    UnknownNameError,
+    UnsupportedLayerError,
+)
+from .masks import Masks, unprune
+from .metrics import LayerSummary, Summary, summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "prune", "unprune", "sparsity", "summary", "prunable", "METHODS",
+    "Masks", "Summary", "LayerSummary",
+    "scores", "scope", "structures", "functional",
+    "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
+    "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
+]

@@ -1,0 +1,190 @@
+"""prune / sparsity: a thin composition of structure × score × scope → masks."""
+from __future__ import annotations
+
+import fnmatch
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from . import scope as scopes
+from . import scores, structures
+from .errors import InvalidSparsityError, NoPrunableLayersError, NonFiniteWeightsError, PruneError
+from .masks import MASK_SUFFIX, Masks, attach
+from .scores import ScoreContext, Target
+
+PRUNABLE_TYPES: tuple[type, ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+
+METHODS: dict[str, tuple[str, str]] = {
+    "global-magnitude": ("magnitude", "global"),
+    "layer-magnitude": ("magnitude", "layer"),
+    "global-gradient": ("gradient", "global"),
+    "layer-gradient": ("gradient", "layer"),
+    "random": ("random", "layer"),
+}
+
+
+def _excluded(name: str, module: nn.Module, exclude: Iterable[Any]) -> bool:
+    for rule in exclude:
+        if isinstance(rule, type) and isinstance(module, rule):
+            return True
+        if isinstance(rule, str) and (name == rule or fnmatch.fnmatchcase(name, rule)):
+            return True
+    return False
+
+
+def prunable(model: nn.Module, exclude: Iterable[Any] = ()) -> list[Target]:
+    """The weights prunekit prunes by default: Linear and (transposed) Conv weights, minus ``exclude``.
+
+    ``exclude`` holds module names (exact or glob patterns such as ``"classifier"`` or ``"*.fc"``)
+    and module types. A weight shared by several modules is counted once.
+    """
+    exclude = tuple(exclude) if not isinstance(exclude, (str, type)) else (exclude,)
+    found, seen, any_prunable = [], set(), False
+    for name, module in model.named_modules():
+        if not isinstance(module, PRUNABLE_TYPES) or not isinstance(module.weight, nn.Parameter):
+            continue
+        any_prunable = True
+        if _excluded(name, module, exclude) or id(module.weight) in seen:
+            continue
+        seen.add(id(module.weight))
+        found.append(Target(f"{name}.weight" if name else "weight", module, "weight"))
+    if not any_prunable:
+        raise NoPrunableLayersError(
+            f"{type(model).__name__} has no prunable layer (Linear, Conv1d/2d/3d or ConvTranspose)"
+        )
+    if not found:
+        raise NoPrunableLayersError(f"exclude={list(exclude)!r} excludes every prunable layer")
+    return found
+
+
+def _resolve_method(method: str | None, score: Any, scope: Any) -> tuple[Any, Any]:
+    if method is None:
+        return score or "magnitude", scope or "global"
+    if method not in METHODS:
+        raise PruneError(f"unknown method {method!r}; valid methods: {', '.join(sorted(METHODS))}")
+    if score is not None or scope is not None:
+        raise PruneError(f"method={method!r} already sets score and scope; pass either method or score/scope")
+    return METHODS[method]
+
+
+def sparsity_for_compression(model: nn.Module, targets: list[Target], compression: float) -> float:
+    """The prunable fraction that makes all parameters / nonzero parameters equal ``compression``.
+
+    Non-prunable parameters stay dense (ShrinkBench's convention), so high ratios may be unreachable.
+    """
+    if not compression >= 1:
+        raise InvalidSparsityError(f"compression must be >= 1 (got {compression})")
+    total = sum(p.numel() for p in model.parameters())
+    prunable_n = sum(t.param.numel() for t in targets)
+    fraction = (total - total / compression) / prunable_n
+    if fraction >= 1:
+        limit = total / (total - prunable_n)
+        raise InvalidSparsityError(
+            f"compression {compression} is unreachable: with {total - prunable_n} parameters left dense "
+            f"the highest possible is {limit:.2f}; lower it or prune more layer types"
+        )
+    return fraction
+
+
+def _check_sparsity(sparsity: float) -> float:
+    if not isinstance(sparsity, (int, float)) or math.isnan(sparsity) or not 0 <= sparsity < 1:
+        raise InvalidSparsityError(f"sparsity must be in [0, 1) (got {sparsity!r}); it is the final fraction pruned")
+    return float(sparsity)
+
+
+def prune(
+    model: nn.Module,
+    sparsity: float | None = None,
+    *,
+    compression: float | None = None,
+    structure: str | structures.Structure = "weights",
+    score: str | scores.Score | None = None,
+    scope: str | scopes.Scope | None = None,
+    method: str | None = None,
+    data: Any = None,
+    loss_fn: Callable | None = None,
+    exclude: Iterable[Any] = (),
+    seed: int = 0,
+    check_finite: bool = True,
+) -> Masks:
+    """Prune ``model`` in place so that exactly ``round(sparsity × N)`` of its N prunable units are zero.
+
+    ``sparsity`` is the final fraction, counted over the whole scope (never "of what remains");
+    ``compression=c`` instead asks for all parameters / nonzero parameters ≈ c. Earlier masks are kept
+    (pruning is monotone). Returns the model's masks; pruned weights stay zero through training.
+    """
+    score, scope = _resolve_method(method, score, scope)
+    structure = structures.registry.get(structure)
+    score = scores.registry.get(score)
+    scope = scopes.registry.get(scope) if not isinstance(scope, dict) else scopes.PerLayer(scope)
+    targets = prunable(model, exclude)
+    for t in targets:
+        structure.check(t.module, t.pname)
+        if check_finite and not torch.isfinite(t.param).all():
+            raise NonFiniteWeightsError(
+                f"{t.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
+            )
+    if sparsity is not None and compression is not None:
+        raise InvalidSparsityError("pass either sparsity or compression, not both")
+    if compression is not None:
+        sparsity = sparsity_for_compression(model, targets, compression)
+    elif sparsity is None and scope.needs_sparsity:
+        raise InvalidSparsityError("pass sparsity= (final fraction pruned) or compression=")
+    if sparsity is not None:
+        sparsity = _check_sparsity(sparsity)
+    state = score.prepare(model, targets, data, loss_fn)
+
+    def unit_scores(i: int, t: Target) -> Callable[[], torch.Tensor]:
+        def fn() -> torch.Tensor:
+            with torch.no_grad():
+                s = structure.unit_scores(score(t.param, ScoreContext(t, i, seed, state)), t.module, score.reduce)
+                old = t.module._buffers.get(t.pname + MASK_SUFFIX)
+                if old is not None:  # already pruned units go first: masks are monotone
+                    s = s.float().masked_fill(structure.unit_mask(old, t.module).logical_not(), -math.inf)
+                return s
+
+        return fn
+
+    fns = [unit_scores(i, t) for i, t in enumerate(targets)]
+    sizes = [structure.num_units(t.module, t.pname) for t in targets]
+    _check_monotone(targets, structure, sizes, scope, sparsity)
+    keeps = scope.select(fns, sizes, [t.qname for t in targets], sparsity)
+    for t, keep in zip(targets, keeps):
+        for pname, mask in structure.masks(keep.to(t.param.device), t.module, t.pname).items():
+            attach(t.module, pname, mask)
+    return Masks.from_model(model)
+
+
+def _check_monotone(targets, structure, sizes, scope, sparsity) -> None:
+    """Refuse a target below what is already pruned: masks never grow back."""
+    if not isinstance(scope, (scopes.Global, scopes.Layer)):
+        return
+    pruned = []
+    for t in targets:
+        old = t.module._buffers.get(t.pname + MASK_SUFFIX)
+        pruned.append(0 if old is None else int((~structure.unit_mask(old, t.module)).sum()))
+    groups = [(sum(pruned), sum(sizes))] if isinstance(scope, scopes.Global) else zip(pruned, sizes)
+    for done, n in groups:
+        if done > scopes.count(sparsity, n):
+            raise InvalidSparsityError(
+                f"the model already has {done}/{n} units pruned, more than sparsity {sparsity} asks for; "
+                "masks only remove more — call pk.unprune(model) first to start over"
+            )
+
+
+def sparsity(model: nn.Module, exclude: Iterable[Any] = ()) -> float:
+    """Fraction of the prunable weights (Linear/Conv weights, minus ``exclude``) that are exactly zero."""
+    targets = prunable(model, exclude)
+    total = sum(t.param.numel() for t in targets)
+    zeros = sum(int((t.param == 0).sum()) for t in targets)
+    return zeros / total

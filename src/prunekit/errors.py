@@ -1,0 +1,34 @@
+"""Errors a user can cause. Each message says what went wrong and what to do instead."""
+from __future__ import annotations
+
+
+class PruneError(ValueError):
+    """Base class of every error prunekit raises for a user mistake."""
+
+
+class InvalidSparsityError(PruneError):
+    """A sparsity outside [0, 1), a compression below 1, or an unreachable target."""
+
+
+class UnknownNameError(PruneError):
+    """A structure, score, scope, method or other registry name that does not exist."""
+
+
+class MissingDataError(PruneError):
+    """A score or step that needs data (for example gradients) was given none."""
+
+
+class NoPrunableLayersError(PruneError):
+    """The model (after `exclude`) has no layer that can be pruned."""
+
+
+class NonFiniteWeightsError(PruneError):
+    """A weight tensor holds NaN or infinite values, so its ranking would be meaningless."""
+
+
+class UnsupportedLayerError(PruneError):
+    """A layer or operation that the requested structure cannot handle."""
+
+
+class MaskMismatchError(PruneError):
+    """Masks that do not fit the model they are applied to."""

@@ -1,0 +1,199 @@
+"""Masks: boolean buffers beside pruned parameters, held at zero through any training loop.
+
+A mask for ``module.weight`` is the buffer ``module.weight_mask`` (True = kept), so ``state_dict()``
+carries it. Pruned entries are zero in the parameter itself: no ``weight_orig`` copy and no
+per-forward multiply. Three hooks keep them zero without the user calling anything:
+
+* a gradient hook zeroes the pruned entries of the gradient (plain SGD, clipping by norm, Adam state);
+* a process-wide ``torch.optim`` step post-hook re-zeroes masked parameters after every optimizer
+  step (momentum or Adam state from before pruning, weight decay, any optimizer);
+* a ``load_state_dict`` post-hook re-applies the mask after weights are loaded.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils.hooks import RemovableHandle
+from torch.utils.weak import WeakIdKeyDictionary
+
+from .errors import MaskMismatchError
+
+MASK_SUFFIX = "_mask"
+_MASKED_ATTR = "_prunekit_masked"  # set of parameter names masked on a module (survives deepcopy)
+
+
+@dataclass
+class _Hooked:
+    module: "weakref.ReferenceType[nn.Module]"
+    name: str
+    handles: tuple[RemovableHandle, ...]
+
+
+_HOOKED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # nn.Parameter -> _Hooked
+
+
+def _mask_of(entry: _Hooked) -> torch.Tensor | None:
+    module = entry.module()
+    return None if module is None else module._buffers.get(entry.name + MASK_SUFFIX)
+
+
+@torch.no_grad()
+def _after_optimizer_step(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            entry = _HOOKED.get(p)
+            if entry is not None:
+                mask = _mask_of(entry)
+                if mask is not None:
+                    p.masked_fill_(mask.logical_not(), 0)
+
+
+_STEP_HOOK = register_optimizer_step_post_hook(_after_optimizer_step)
+
+
+def _grad_hook(entry_ref: list) -> "callable":
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        mask = _mask_of(entry_ref[0])
+        return grad if mask is None else grad.masked_fill(mask.logical_not(), 0)
+
+    return hook
+
+
+def _load_hook(name: str) -> "callable":
+    def hook(module: nn.Module, incompatible_keys: object) -> None:
+        mask = module._buffers.get(name + MASK_SUFFIX)
+        if mask is not None:
+            with torch.no_grad():
+                getattr(module, name).masked_fill_(mask.logical_not(), 0)
+
+    return hook
+
+
+def attach(module: nn.Module, name: str, mask: torch.Tensor) -> None:
+    """Mask ``module.<name>`` with ``mask`` (True = kept), monotonically, and hook it so it stays zero."""
+    param = getattr(module, name)
+    if tuple(mask.shape) != tuple(param.shape):
+        raise MaskMismatchError(
+            f"mask for {name!r} has shape {tuple(mask.shape)}, but the parameter is {tuple(param.shape)}"
+        )
+    mask = mask.to(device=param.device, dtype=torch.bool)
+    old = module._buffers.get(name + MASK_SUFFIX)
+    if old is not None:
+        old.logical_and_(mask)  # in place: masks only ever remove more
+        mask = old
+    else:
+        module.register_buffer(name + MASK_SUFFIX, mask.clone())
+        mask = module._buffers[name + MASK_SUFFIX]
+    with torch.no_grad():
+        param.masked_fill_(mask.logical_not(), 0)
+    masked = getattr(module, _MASKED_ATTR, None)
+    if masked is None:
+        masked = set()
+        setattr(module, _MASKED_ATTR, masked)
+    masked.add(name)
+    if param not in _HOOKED:
+        ref: list = []
+        handles = (
+            param.register_hook(_grad_hook(ref)),
+            module.register_load_state_dict_post_hook(_load_hook(name)),
+        )
+        ref.append(_Hooked(weakref.ref(module), name, handles))
+        _HOOKED[param] = ref[0]
+
+
+def detach(module: nn.Module, name: str) -> None:
+    """Remove the mask of ``module.<name>`` and its hooks; the parameter keeps its values."""
+    param = getattr(module, name)
+    entry = _HOOKED.pop(param, None)
+    if entry is not None:
+        for h in entry.handles:
+            h.remove()
+    module._buffers.pop(name + MASK_SUFFIX, None)
+    masked = getattr(module, _MASKED_ATTR, set())
+    masked.discard(name)
+    if not masked and hasattr(module, _MASKED_ATTR):
+        delattr(module, _MASKED_ATTR)
+
+
+def masked_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Module, str]]:
+    """``(qualified parameter name, module, parameter name)`` for every masked parameter."""
+    for mname, module in model.named_modules():
+        for name in sorted(getattr(module, _MASKED_ATTR, ())):
+            yield (f"{mname}.{name}" if mname else name), module, name
+
+
+def unprune(model: nn.Module) -> None:
+    """Drop every mask and hook from ``model``; pruned weights stay zero until trained."""
+    for _, module, name in list(masked_parameters(model)):
+        detach(module, name)
+
+
+class Masks(Mapping[str, torch.Tensor]):
+    """What is pruned: qualified parameter name → boolean mask (True = kept).
+
+    Masks know nothing about how they were chosen. They can be saved to a safetensors file (no
+    pickle), loaded, and applied to a fresh copy of the same architecture.
+    """
+
+    def __init__(self, masks: Mapping[str, torch.Tensor]):
+        self._masks = {k: v.detach().to(torch.bool) for k, v in masks.items()}
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self._masks[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._masks)
+
+    def __len__(self) -> int:
+        return len(self._masks)
+
+    def __repr__(self) -> str:
+        return f"Masks({len(self)} tensors, sparsity={self.sparsity:.4f})"
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of masked-out entries over all tensors the masks cover."""
+        total = sum(m.numel() for m in self._masks.values())
+        kept = sum(int(m.sum()) for m in self._masks.values())
+        return 0.0 if total == 0 else 1.0 - kept / total
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> "Masks":
+        """The masks currently attached to ``model``."""
+        return cls({q: module._buffers[n + MASK_SUFFIX] for q, module, n in masked_parameters(model)})
+
+    def apply(self, model: nn.Module) -> "Masks":
+        """Attach these masks to ``model`` (same architecture), zeroing and hooking the parameters.
+
+        Idempotent, so it also re-hooks a model copied with ``copy.deepcopy`` or loaded whole.
+        """
+        params = dict(model.named_parameters())
+        missing = [k for k in self._masks if k not in params]
+        if missing:
+            raise MaskMismatchError(
+                f"masks name parameters the model does not have: {', '.join(missing[:5])}"
+            )
+        modules = dict(model.named_modules())
+        for qname, mask in self._masks.items():
+            mname, _, pname = qname.rpartition(".")
+            attach(modules[mname], pname, mask)
+        return Masks.from_model(model)
+
+    def save(self, path: str | Path) -> None:
+        """Write the masks to a safetensors file."""
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous().cpu() for k, v in self._masks.items()}, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Masks":
+        """Read masks written by :meth:`save` (plain tensors, nothing unpickled)."""
+        from safetensors.torch import load_file
+
+        return cls(load_file(str(path)))

@@ -1,0 +1,136 @@
+"""Sizes and compute: parameters, nonzeros, compression and multiply-accumulates (MACs).
+
+MACs are counted from one real forward pass on ``example_inputs`` (so strides, padding, dilation,
+groups and any leading dimensions are whatever the model really does) for these layers:
+
+* ``Linear``: (output elements / out_features) × in_features × out_features;
+* ``Conv1d/2d/3d``: N × output positions × weight.numel() (= Cout × Cin/groups × kernel volume);
+  positions that overlap padding are counted, as the dense kernel computes them;
+* ``ConvTranspose1d/2d/3d``: N × input positions × weight.numel().
+
+Nonzero MACs use the weight's nonzero count in place of ``weight.numel()``. Biases, normalization,
+activations, pooling, residual adds and attention's score products are not counted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TCONV = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+@dataclass
+class LayerSummary:
+    """One counted layer: its parameters, nonzeros and MACs (summed over every call)."""
+
+    name: str
+    kind: str
+    params: int
+    nonzero_params: int
+    macs: int = 0
+    nonzero_macs: int = 0
+
+
+@dataclass
+class Summary:
+    """Whole-model size and compute; ``compression`` and ``speedup`` are ratios of the counts."""
+
+    params: int
+    nonzero_params: int
+    macs: int
+    nonzero_macs: int
+    layers: list[LayerSummary] = field(default_factory=list)
+
+    @property
+    def compression(self) -> float:
+        return self.params / max(self.nonzero_params, 1)
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.nonzero_params / max(self.params, 1)
+
+    @property
+    def speedup(self) -> float:
+        return self.macs / max(self.nonzero_macs, 1)
+
+    def __str__(self) -> str:
+        head = f"{'layer':<28} {'type':<16} {'params':>11} {'nonzero':>11} {'MACs':>14} {'nonzero MACs':>14}"
+        rows = [head, "-" * len(head)]
+        for l in self.layers:
+            rows.append(
+                f"{l.name[:28]:<28} {l.kind[:16]:<16} {l.params:>11,} {l.nonzero_params:>11,} "
+                f"{l.macs:>14,} {l.nonzero_macs:>14,}"
+            )
+        rows.append("-" * len(head))
+        rows.append(
+            f"{'total':<28} {'':<16} {self.params:>11,} {self.nonzero_params:>11,} "
+            f"{self.macs:>14,} {self.nonzero_macs:>14,}"
+        )
+        rows.append(
+            f"compression {self.compression:.2f}x (sparsity {self.sparsity:.2%}), "
+            f"theoretical speedup {self.speedup:.2f}x"
+        )
+        return "\n".join(rows)
+
+
+def _unique_params(model: nn.Module) -> list[torch.Tensor]:
+    return list({id(p): p for p in model.parameters()}.values())
+
+
+def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> tuple[int, int]:
+    weight = module.weight
+    nnz = int(torch.count_nonzero(weight))
+    if isinstance(module, nn.Linear):
+        positions = output.numel() // module.out_features
+    elif isinstance(module, _CONV):
+        positions = output.numel() // module.out_channels
+    else:  # transposed conv: every input element scatters through the kernel
+        positions = inputs[0].numel() // module.in_channels
+    return positions * weight.numel(), positions * nnz
+
+
+def summary(model: nn.Module, example_inputs: Any) -> Summary:
+    """Count parameters, nonzeros and the MACs of one forward pass on ``example_inputs``.
+
+    ``example_inputs`` is a tensor or a tuple of positional inputs. The model runs in eval mode under
+    ``torch.no_grad`` and is returned to its mode afterwards.
+    """
+    layers: dict[nn.Module, LayerSummary] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, *_CONV, *_TCONV)):
+            own = list(module.parameters(recurse=False))
+            layers[module] = LayerSummary(
+                name,
+                type(module).__name__,
+                sum(p.numel() for p in own),
+                sum(int(torch.count_nonzero(p)) for p in own),
+            )
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        macs, nz = _layer_macs(module, inputs, output)
+        layers[module].macs += macs
+        layers[module].nonzero_macs += nz
+
+    handles = [m.register_forward_hook(hook) for m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+            model(*args)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    params = _unique_params(model)
+    return Summary(
+        params=sum(p.numel() for p in params),
+        nonzero_params=sum(int(torch.count_nonzero(p)) for p in params),
+        macs=sum(l.macs for l in layers.values()),
+        nonzero_macs=sum(l.nonzero_macs for l in layers.values()),
+        layers=list(layers.values()),
+    )

@@ -1,0 +1,17 @@
+"""Random scores: the control every method must beat (seeded, so reproducible)."""
+from __future__ import annotations
+
+import torch
+
+from .base import Score, ScoreContext, register
+
+
+@register("random")
+class Random(Score):
+    """Uniform random importance, one independent stream per tensor derived from the seed."""
+
+    reduce = "first"
+
+    def __call__(self, weight: torch.Tensor, context: ScoreContext) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(context.seed * 1_000_003 + context.index)
+        return torch.rand(weight.shape, generator=gen).to(weight.device)

@@ -1,0 +1,116 @@
+"""Structures: how a parameter is cut into prunable units (single weights, whole neurons/filters)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from .errors import UnsupportedLayerError
+from .registry import Registry
+
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+class Structure(ABC):
+    """Maps a parameter to a 1-D vector of units and back. Subclasses define the unit."""
+
+    name = "structure"
+
+    def check(self, module: nn.Module, pname: str) -> None:
+        """Raise :class:`UnsupportedLayerError` when the parameter cannot be cut this way."""
+
+    @abstractmethod
+    def num_units(self, module: nn.Module, pname: str) -> int:
+        ...
+
+    @abstractmethod
+    def unit_scores(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
+        """Reduce elementwise scores (shaped like the parameter) to one score per unit."""
+        ...
+
+    @abstractmethod
+    def unit_mask(self, mask: torch.Tensor, module: nn.Module) -> torch.Tensor:
+        """Which units an existing elementwise mask still keeps (a unit is kept if any entry is)."""
+        ...
+
+    @abstractmethod
+    def masks(self, keep: torch.Tensor, module: nn.Module, pname: str) -> dict[str, torch.Tensor]:
+        """Elementwise masks for ``pname`` (and any companion parameter) from per-unit ``keep``."""
+        ...
+
+
+registry: Registry[Structure] = Registry("structure", Structure)
+register = registry.register
+
+
+@register("weights")
+class Weights(Structure):
+    """Every single weight is a unit (unstructured pruning)."""
+
+    def num_units(self, module: nn.Module, pname: str) -> int:
+        return getattr(module, pname).numel()
+
+    def unit_scores(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
+        return scores.reshape(-1)
+
+    def unit_mask(self, mask: torch.Tensor, module: nn.Module) -> torch.Tensor:
+        return mask.reshape(-1)
+
+    def masks(self, keep: torch.Tensor, module: nn.Module, pname: str) -> dict[str, torch.Tensor]:
+        return {pname: keep.reshape(getattr(module, pname).shape)}
+
+
+def _reduce(x: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "sum":
+        return x.sum(1)
+    if how == "l2":
+        return x.norm(dim=1)
+    if how == "mean":
+        return x.mean(1)
+    if how == "max":
+        return x.amax(1)
+    if how == "first":  # one draw per unit, e.g. random scores, unbiased by the unit's size
+        return x[:, 0]
+    raise ValueError(f"unknown reduction {how!r}")
+
+
+@register("neurons")
+class Neurons(Structure):
+    """A whole output unit: a row of a Linear weight or an output filter of a conv, with its bias.
+
+    Units are only zeroed here; removing them (and their consumers' inputs) is compaction's job.
+    """
+
+    def _axis(self, module: nn.Module) -> int:
+        return 1 if isinstance(module, _TRANSPOSED) else 0
+
+    def check(self, module: nn.Module, pname: str) -> None:
+        if isinstance(module, _TRANSPOSED) and module.groups != 1:
+            raise UnsupportedLayerError(
+                f"structure 'neurons' does not support grouped transposed convolutions ({module}); "
+                "exclude the layer or use structure='weights'"
+            )
+
+    def num_units(self, module: nn.Module, pname: str) -> int:
+        return getattr(module, pname).shape[self._axis(module)]
+
+    def _by_unit(self, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+        return x.movedim(self._axis(module), 0).reshape(x.shape[self._axis(module)], -1)
+
+    def unit_scores(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
+        return _reduce(self._by_unit(scores, module), reduce)
+
+    def unit_mask(self, mask: torch.Tensor, module: nn.Module) -> torch.Tensor:
+        return self._by_unit(mask, module).any(1)
+
+    def masks(self, keep: torch.Tensor, module: nn.Module, pname: str) -> dict[str, torch.Tensor]:
+        weight = getattr(module, pname)
+        axis = self._axis(module)
+        shape = [1] * weight.dim()
+        shape[axis] = -1
+        out = {pname: keep.view(shape).expand_as(weight).clone()}
+        bias = getattr(module, "bias", None)
+        if pname == "weight" and isinstance(bias, torch.Tensor) and bias.shape == keep.shape:
+            out["bias"] = keep.clone()
+        return out
