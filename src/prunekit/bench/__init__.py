@@ -1,0 +1,15 @@
+"""The benchmark harness: validated configs, a resumable SQLite store, executors, runner and reports.
+
+``sweep(load("configs/demo.yaml"), "out/")`` runs a grid; ``report("out/")`` writes the report.
+"""
+from .config import BaseSpec, ConfigError, ExperimentConfig, MethodSpec, RunSpec, identity, load, parse
+from .executors import Processes, Ray, Sequential, make
+from .report import report
+from .runner import Env
+from .store import Store
+from .sweep import Outcome, ResumeError, sweep
+
+__all__ = [
+    "load", "parse", "identity", "ExperimentConfig", "BaseSpec", "RunSpec", "MethodSpec", "ConfigError",
+    "sweep", "Outcome", "ResumeError", "Env", "Store", "report", "make", "Sequential", "Processes", "Ray",
+]

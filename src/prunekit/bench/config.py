@@ -1,0 +1,236 @@
+"""Experiment configs: a validated YAML grid that expands into runs with stable identities.
+
+A config is datasets × models × methods × compressions × seeds with shared training, fine-tuning
+and measurement settings. Every key is checked: an unknown key or a bad value raises
+:class:`ConfigError` naming the key and the allowed values. A run's identity is a hash of its
+settings with code defaults left out, so adding a new setting with a default keeps old identities.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .. import scope, scores, structures
+from ..api import METHODS
+from ..errors import PruneError
+from .zoo import dataset_names, model_names
+
+
+class ConfigError(PruneError):
+    """A benchmark config with an unknown key, a bad value or a file that cannot be read."""
+
+
+class _Strict(BaseModel):
+    """Base of every config section: frozen, and an unknown key names the allowed ones."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(map(str, data)) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(cls.model_fields))}"
+                )
+        return data
+
+
+def _choice(value: str, allowed: list[str], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; allowed values: {', '.join(allowed)}")
+    return value
+
+
+class TrainSettings(_Strict):
+    """One training phase (the dense base model, or fine-tuning after pruning)."""
+
+    epochs: int = Field(10, ge=0)
+    lr: float = Field(0.1, gt=0)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    lr_schedule: Literal["constant", "cosine", "step"] = "cosine"
+
+
+class MethodSpec(_Strict):
+    """A pruning method: structure × score × scope × schedule; ``name`` labels it in reports."""
+
+    name: str
+    score: str = "magnitude"
+    scope: str = "global"
+    structure: str = "weights"
+    schedule: Literal["oneshot"] = "oneshot"
+    score_batches: int = Field(1, ge=1)
+
+    @field_validator("score")
+    @classmethod
+    def _score(cls, v: str) -> str:
+        return _choice(v, scores.registry.names(), "score")
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str) -> str:
+        return _choice(v, scope.registry.names(), "scope")
+
+    @field_validator("structure")
+    @classmethod
+    def _structure(cls, v: str) -> str:
+        return _choice(v, structures.registry.names(), "structure")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        """A bare baseline name such as ``global-magnitude`` expands to its score and scope."""
+        if isinstance(data, str):
+            if data not in METHODS:
+                raise ValueError(
+                    f"unknown method {data!r}; allowed values: {', '.join(sorted(METHODS))} "
+                    "(or a mapping with name, score, scope, structure)"
+                )
+            score_name, scope_name = METHODS[data]
+            return {"name": data, "score": score_name, "scope": scope_name}
+        return data
+
+
+class MeasureSettings(_Strict):
+    """How latency is measured: median over ``repeats`` timings at each batch size."""
+
+    batch_sizes: tuple[int, ...] = (1, 64)
+    repeats: int = Field(20, ge=1)
+    warmup: int = Field(3, ge=0)
+    deploy: Literal["auto", "dense"] = "auto"
+
+
+class BaseSpec(_Strict):
+    """What defines a dense base model: trained once and shared by every method and ratio."""
+
+    dataset: str
+    model: str
+    seed: int
+    val_fraction: float = 0.1
+    train: TrainSettings = TrainSettings()
+    weights: str | None = None
+
+    @property
+    def id(self) -> str:
+        return identity(self)
+
+
+class RunSpec(_Strict):
+    """One run: prune a base model with a method to a compression, fine-tune, measure."""
+
+    base: BaseSpec
+    method: MethodSpec
+    compression: float
+    finetune: TrainSettings = TrainSettings(epochs=3, lr=0.01)
+    measure: MeasureSettings = MeasureSettings()
+
+    @property
+    def id(self) -> str:
+        return identity(self)
+
+
+def identity(spec: BaseModel) -> str:
+    """16 hex digits of sha256 over the settings that differ from the code defaults (sorted JSON)."""
+    text = json.dumps(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ExperimentConfig(_Strict):
+    """A whole sweep, as written in a YAML file."""
+
+    name: str
+    datasets: list[str] = Field(min_length=1)
+    models: list[str] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    compressions: list[float] = Field(min_length=1)
+    seeds: list[int] = Field([0], min_length=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    train: TrainSettings = TrainSettings()
+    finetune: TrainSettings = TrainSettings(epochs=3, lr=0.01)
+    measure: MeasureSettings = MeasureSettings()
+    weights: dict[str, str] = {}
+    data_dir: str | None = None
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, v: list[str]) -> list[str]:
+        return [_choice(d, dataset_names(), "dataset") for d in v]
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        return [_choice(m, model_names(), "model") for m in v]
+
+    @field_validator("compressions")
+    @classmethod
+    def _compressions(cls, v: list[float]) -> list[float]:
+        bad = [c for c in v if not c > 1]
+        if bad:
+            raise ValueError(f"compression {bad[0]} is not > 1; allowed values: numbers > 1 (all / nonzero params)")
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ExperimentConfig":
+        names = [m.name for m in self.methods]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"methods: name {sorted(dup)[0]!r} is used twice; give each method its own name")
+        stray = sorted(set(self.weights) - set(self.models))
+        if stray:
+            raise ValueError(f"weights: model {stray[0]!r} is not in models; allowed keys: {', '.join(self.models)}")
+        return self
+
+    def bases(self) -> list[BaseSpec]:
+        """Every dense base model of the grid, in grid order."""
+        return [
+            BaseSpec(dataset=d, model=m, seed=s, val_fraction=self.val_fraction, train=self.train,
+                     weights=self.weights.get(m))
+            for d in self.datasets for m in self.models for s in self.seeds
+        ]
+
+    def runs(self) -> list[RunSpec]:
+        """Every run of the grid, grouped by base model so one base serves consecutive runs."""
+        return [
+            RunSpec(base=b, method=m, compression=c, finetune=self.finetune, measure=self.measure)
+            for b in self.bases() for m in self.methods for c in self.compressions
+        ]
+
+
+def _format(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def parse(data: Any, source: str = "config") -> ExperimentConfig:
+    """Validate a mapping (the YAML's content) into an :class:`ExperimentConfig`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_format(err)}") from None
+
+
+def load(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML config file; every problem names its key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    return parse(data, str(path))

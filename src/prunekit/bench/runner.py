@@ -1,0 +1,157 @@
+"""One base model and one run, as pure functions of their specs (so any executor can call them).
+
+``train_base`` trains (or loads) the dense model once per dataset/model/seed. ``run`` prunes a copy of
+it, fine-tunes with the checkpoint chosen on validation, and measures accuracy, size, compute and
+latency. Both return plain data; the sweep driver stores it.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import platform
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from ..callbacks import History
+from .config import BaseSpec, RunSpec, TrainSettings
+from .deploy import deploy, file_bytes, latencies
+from .zoo import create_model, load_data
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where and how to compute, not what: never part of a run's identity."""
+
+    data_dir: str | None = None
+    threads: int = 1
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine, recorded with every run."""
+    import prunekit
+
+    return {
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "prunekit_version": prunekit.__version__,
+        "machine": f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _evaluate(model: nn.Module, prefix: str, val: Any, test: Any) -> dict[str, float]:
+    from .. import evaluate
+
+    out = {f"{prefix}test_{k}": v for k, v in evaluate(model, test).items()}
+    if val is not None:
+        out.update({f"{prefix}val_{k}": v for k, v in evaluate(model, val).items()})
+    return out
+
+
+def _train(model: nn.Module, train: Any, val: Any, settings: TrainSettings, seed: int) -> list[dict]:
+    from .. import train as fit
+
+    if settings.epochs == 0:
+        return []
+    history = fit(model, train, val, seed=seed, restore_best=val is not None, progress=False,
+                  **settings.model_dump())
+    return history.records
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _elapsed(start: tuple[float, float]) -> dict[str, float]:
+    wall, cpu = _clock()
+    return {"wall_s": wall - start[0], "cpu_s": cpu - start[1]}
+
+
+def train_base(spec: BaseSpec, env: Env) -> dict[str, Any]:
+    """Train (or load ``spec.weights``) the dense model; returns its state-dict bytes, metrics, epochs."""
+    from .. import models
+
+    start = _clock()
+    with _threads(env.threads):
+        train, val, test = load_data(spec.dataset, env.data_dir, spec.val_fraction)
+        model = create_model(spec.model, train, spec.seed)
+        if spec.weights:
+            models.load_weights(model, spec.weights)
+            epochs = []
+        else:
+            epochs = _train(model, train, val, spec.train, spec.seed)
+        metrics = _evaluate(model, "", val, test)
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+    return {"state": buf.getvalue(), "metrics": {**metrics, **_elapsed(start)}, "epochs": epochs}
+
+
+def _score_data(spec: RunSpec, train: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    from ..data import batches
+
+    gen = torch.Generator().manual_seed(spec.base.seed)
+    it = batches(train, spec.finetune.batch_size, shuffle=True, generator=gen)
+    return [b for b, _ in zip(it, range(spec.method.score_batches))]
+
+
+def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any, example: torch.Tensor) -> dict[str, Any]:
+    """Deployed form, latency side by side with the dense model, speedups and file sizes."""
+    deployed, form = deploy(model, example, spec.method.structure, spec.measure.deploy)
+    reference, _ = deploy(dense, example, "weights", "dense")
+    out: dict[str, Any] = {"deploy_form": form, "file_bytes": file_bytes(deployed),
+                           "dense_file_bytes": file_bytes(reference)}
+    images = torch.cat([test[i][0][None] for i in range(min(len(test), max(spec.measure.batch_sizes)))])
+    for b in spec.measure.batch_sizes:
+        x = images.repeat((b + len(images) - 1) // len(images), *[1] * (images.dim() - 1))[:b]
+        d, p = latencies([reference, deployed], x, spec.measure.repeats, spec.measure.warmup)
+        out.update({f"dense_latency_b{b}_s": d, f"latency_b{b}_s": p, f"measured_speedup_b{b}": d / p})
+    out["measured_speedup"] = out[f"measured_speedup_b{max(spec.measure.batch_sizes)}"]
+    return out
+
+
+def run(spec: RunSpec, base_state: bytes, base_metrics: dict[str, Any], env: Env) -> dict[str, Any]:
+    """Prune the base model, fine-tune it, and measure everything; returns metrics and epoch logs."""
+    from .. import prune, sparsity, summary
+
+    start = _clock()
+    seed = spec.base.seed
+    with _threads(env.threads):
+        train, val, test = load_data(spec.base.dataset, env.data_dir, spec.base.val_fraction)
+        dense = create_model(spec.base.model, train, seed)
+        dense.load_state_dict(torch.load(io.BytesIO(base_state), weights_only=True))
+        model = copy.deepcopy(dense)
+        m = spec.method
+        data = _score_data(spec, train) if m.score == "gradient" else None
+        prune(model, compression=spec.compression, structure=m.structure, score=m.score, scope=m.scope,
+              data=data, seed=seed)
+        metrics = {f"dense_{k}": v for k, v in base_metrics.items() if k.endswith(("top1", "top5", "loss"))}
+        metrics.update(_evaluate(model, "pruned_", val, test))
+        epochs = _train(model, train, val, spec.finetune, seed)
+        metrics.update(_evaluate(model, "finetuned_", val, test))
+        metrics["best_epoch"] = History(epochs).best_epoch or len(epochs)
+        example = train[0][0][None]
+        s = summary(model, example)
+        metrics.update(params=s.params, nonzero_params=s.nonzero_params, achieved_compression=s.compression,
+                       sparsity=s.sparsity, prunable_sparsity=sparsity(model), macs=s.macs,
+                       nonzero_macs=s.nonzero_macs, theoretical_speedup=s.speedup)
+        metrics.update(_measure(spec, dense, model, test, example))
+        metrics.update(environment())
+    metrics.update(_elapsed(start))
+    return {"metrics": metrics, "epochs": epochs}

@@ -1,0 +1,39 @@
+"""The harness's view of the data and model zoo: names for validation, cached loading, creation."""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+
+
+def dataset_names() -> list[str]:
+    from .. import data
+
+    return data.names()
+
+
+def model_names() -> list[str]:
+    from .. import models
+
+    return models.names()
+
+
+@functools.lru_cache(maxsize=4)
+def load_data(name: str, root: str | None, val_fraction: float) -> tuple:
+    """``(train, val, test)``, cached per process so a worker loads each dataset once.
+
+    The validation split uses seed 0 for every run: seeds vary the model, never the split.
+    """
+    from .. import data
+
+    return data.load(name, root, val_fraction=val_fraction, seed=0)
+
+
+def create_model(name: str, train: object, seed: int) -> nn.Module:
+    """A freshly initialised zoo model shaped for ``train``'s images and classes, seeded."""
+    from .. import models
+
+    x, _ = train[0]
+    torch.manual_seed(seed)
+    return models.create(name, num_classes=train.num_classes, in_channels=x.shape[0], input_size=tuple(x.shape[1:]))
