@@ -54,10 +54,10 @@ class TrainSettings(_Strict):
     epochs: int = Field(10, ge=0)
     lr: float = Field(0.1, gt=0)
     batch_size: int = Field(128, ge=1)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
-    lr_schedule: Literal["constant", "cosine", "step"] = "cosine"
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
 
 
 class MethodSpec(_Strict):

@@ -1,0 +1,115 @@
+"""Benchmark configs: validation errors name the key and the allowed values; identities are stable."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import Field
+
+from prunekit.bench import ConfigError, RunSpec, identity, load, parse
+from prunekit.bench.config import BaseSpec, MethodSpec, TrainSettings
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def minimal(**over):
+    cfg = {"name": "t", "datasets": ["synthetic"], "models": ["mlp"], "methods": ["global-magnitude"],
+           "compressions": [2]}
+    cfg.update(over)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "over, key, allowed",
+    [
+        ({"epochs": 3}, "unknown key 'epochs'", "allowed keys: compressions, data_dir, datasets"),
+        ({"train": {"epoch": 3}}, "train: unknown key 'epoch'", "allowed keys: batch_size, epochs, lr"),
+        ({"train": {"optimizer": "rmsprop"}}, "train.optimizer", "'sgd', 'adam' or 'adamw'"),
+        ({"methods": ["magnitude"]}, "methods.0: unknown method 'magnitude'", "allowed values: global-gradient"),
+        ({"methods": [{"name": "x", "score": "l2"}]}, "methods.0.score: unknown score 'l2'", "gradient, magnitude, random"),
+        ({"methods": [{"name": "x", "scope": "local"}]}, "methods.0.scope", "allowed values: global, layer"),
+        ({"datasets": ["imagenet"]}, "datasets: unknown dataset 'imagenet'", "allowed values:"),
+        ({"models": ["resnet18"]}, "models: unknown model 'resnet18'", "lenet300"),
+        ({"compressions": [0.5]}, "compressions: compression 0.5 is not > 1", "numbers > 1"),
+        ({"measure": {"deploy": "gpu"}}, "measure.deploy", "'auto' or 'dense'"),
+        ({"seeds": []}, "seeds", "at least 1"),
+    ],
+)
+def test_errors_name_the_key_and_the_allowed_values(over, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        parse(minimal(**over))
+    assert key in str(err.value) and allowed in str(err.value)
+
+
+def test_duplicate_method_names_and_stray_weights_are_refused():
+    with pytest.raises(ConfigError, match="name 'random' is used twice"):
+        parse(minimal(methods=["random", {"name": "random", "score": "magnitude"}]))
+    with pytest.raises(ConfigError, match="weights: model 'lenet5' is not in models"):
+        parse(minimal(weights={"lenet5": "x.pt"}))
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_bundled_configs_validate(path):
+    cfg = load(path)
+    assert len(cfg.runs()) == len(cfg.datasets) * len(cfg.models) * len(cfg.methods) * len(
+        cfg.compressions) * len(cfg.seeds)
+    assert len({r.id for r in cfg.runs()}) == len(cfg.runs())
+
+
+def test_demo_config_meets_the_main_job():
+    cfg = load(CONFIGS / "demo.yaml")
+    assert cfg.datasets == ["digits"] and set(cfg.models) == {"mlp", "cnn"}
+    assert {m.name for m in cfg.methods} == {"global-magnitude", "layer-magnitude", "global-gradient",
+                                             "layer-gradient", "random"}
+    assert len(cfg.compressions) >= 4 and len(cfg.seeds) >= 2
+
+
+def test_identity_is_stable_and_pinned():
+    spec = parse(minimal()).runs()[0]
+    # Pinned: a change here silently orphans every stored result, so it must be deliberate.
+    assert spec.id == identity(spec) == "706dfc0cda01178d"
+    assert parse(minimal(train={"epochs": 10})).runs()[0].id == spec.id  # 10 is the code default
+    assert parse(minimal(train={"epochs": 11})).runs()[0].id != spec.id
+    assert parse(minimal(data_dir="/elsewhere")).runs()[0].id == spec.id  # location is not identity
+
+
+def test_adding_a_setting_with_a_default_keeps_old_identities():
+    class NewTrain(TrainSettings):
+        label_smoothing: float = 0.0
+
+    class NewMethod(MethodSpec):
+        temperature: float = Field(1.0, gt=0)
+
+    class NewBase(BaseSpec):
+        train: NewTrain = NewTrain()
+
+    class NewRun(RunSpec):
+        base: NewBase
+        method: NewMethod
+        finetune: NewTrain = NewTrain(epochs=3, lr=0.01)
+        augment: bool = False
+
+    for old in parse(minimal(methods=["random", {"name": "m", "score": "gradient"}], seeds=[0, 3])).runs():
+        new = NewRun.model_validate(old.model_dump())
+        assert new.id == old.id
+        changed = NewRun.model_validate({**old.model_dump(), "augment": True})
+        assert changed.id != old.id
+
+
+def test_identity_separates_every_grid_axis():
+    cfg = parse(minimal(models=["mlp", "cnn"], methods=["random", "layer-magnitude"], compressions=[2, 4],
+                        seeds=[0, 1]))
+    runs = cfg.runs()
+    assert len({r.id for r in runs}) == len(runs) == 16
+    assert len({r.base.id for r in runs}) == 4  # one base per model × seed, shared by methods and ratios
