@@ -1,0 +1,174 @@
+"""Sweeps end to end on small synthetic data: store, resume after a real kill, Ray = local, reports."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import prunekit
+from prunekit.bench import ResumeError, Store, load, report, sweep
+from prunekit.bench.store import DB_NAME
+
+METHODS = ["global-magnitude", "layer-magnitude", "global-gradient", "layer-gradient", "random"]
+RATIOS = [2.0, 8.0]
+TINY = {
+    "name": "tiny", "datasets": ["synthetic"], "models": ["mlp"], "methods": METHODS, "compressions": RATIOS,
+    "seeds": [0, 1], "train": {"epochs": 2, "batch_size": 100, "lr": 0.05},
+    "finetune": {"epochs": 2, "batch_size": 100, "lr": 0.01},
+    "measure": {"batch_sizes": [1, 8], "repeats": 3, "warmup": 1},
+}
+N_RUNS = len(METHODS) * len(RATIOS) * 2
+# Deterministic for a seed (thread count fixed to 1), so they must agree across executors and resumes.
+EXACT = ("finetuned_test_top1", "finetuned_val_loss", "pruned_test_top1", "dense_test_top1", "nonzero_params",
+         "nonzero_macs", "best_epoch")
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, config_path) -> tuple[Path, dict]:
+    """One uninterrupted sequential sweep: run id → metrics."""
+    out = tmp_path_factory.mktemp("ref")
+    outcome = sweep(load(config_path), out)
+    assert outcome.done == N_RUNS and not outcome.failed
+    with Store(out) as store:
+        return out, {r["id"]: r["metrics"] for r in store.runs()}
+
+
+def exact(metrics: dict) -> dict:
+    return {k: {m: v[m] for m in EXACT} for k, v in metrics.items()}
+
+
+def test_sweep_records_every_metric(reference):
+    out, runs = reference
+    assert len(runs) == N_RUNS
+    m = next(iter(runs.values()))
+    for key in ("dense_test_top1", "pruned_val_top5", "finetuned_test_loss", "achieved_compression", "sparsity",
+                "macs", "nonzero_macs", "theoretical_speedup", "latency_b1_s", "latency_b8_s",
+                "measured_speedup_b8", "file_bytes", "deploy_form", "wall_s", "cpu_s", "torch_version",
+                "machine"):
+        assert key in m, key
+    by_ratio = {}
+    with Store(out) as store:
+        for r in store.runs():
+            by_ratio.setdefault(r["compression"], []).append(r["metrics"]["achieved_compression"])
+            assert len(store.epochs(r["id"], "finetune")) == 2
+        assert len(store.bases()) == 2 and all(b["status"] == "done" for b in store.bases())
+    for target, achieved in by_ratio.items():
+        assert all(abs(a - target) / target < 0.01 for a in achieved)
+
+
+def test_rerun_needs_resume_and_resume_skips_finished(reference, config_path):
+    out, runs = reference
+    with pytest.raises(ResumeError, match="--resume"):
+        sweep(load(config_path), out)
+    calls = []
+    outcome = sweep(load(config_path), out, resume=True, run_fn=lambda *a: calls.append(a))
+    assert outcome.skipped == N_RUNS and outcome.done == 0 and calls == []
+
+
+def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, config_path):
+    cfg = load(config_path).model_copy(update={"compressions": [2.0, 1e6]})
+    outcome = sweep(cfg, tmp_path, train_fn=_fake_base, run_fn=_fake_run)
+    half = N_RUNS // 2
+    assert outcome.done == half and len(outcome.failed) == half
+    assert all("unreachable" in reason for _, reason in outcome.failed)
+    with Store(tmp_path) as store:
+        assert store.counts() == {"done": half, "failed": half}
+
+
+def _fake_base(spec, env):
+    return {"state": b"", "metrics": {"test_top1": 0.5}, "epochs": []}
+
+
+def _fake_run(spec, state, base, env):
+    if spec.compression > 100:
+        raise prunekit.InvalidSparsityError("compression is unreachable")
+    return {"metrics": {"x": 1}, "epochs": [{"loss": 1.0}]}
+
+
+def _env() -> dict:
+    src = str(Path(prunekit.__file__).parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+
+
+def _done(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=5) as conn:
+        try:
+            return conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0
+
+
+def test_kill_mid_sweep_then_resume(tmp_path, config_path, reference):
+    code = f"from prunekit.bench import load, sweep; sweep(load({str(config_path)!r}), {str(tmp_path)!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env())
+    deadline = time.time() + 120
+    while _done(tmp_path / DB_NAME) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _done(tmp_path / DB_NAME)
+    assert 3 <= killed_at < N_RUNS, "the kill must land mid-sweep"
+
+    outcome = sweep(load(config_path), tmp_path, resume=True)
+    assert outcome.skipped == killed_at and outcome.done == N_RUNS - killed_at and not outcome.failed
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs").fetchone() == (N_RUNS, N_RUNS)
+    assert conn.execute("SELECT COUNT(*) FROM epochs WHERE phase = 'finetune'").fetchone()[0] == 2 * N_RUNS
+    conn.close()
+    with Store(tmp_path) as store:
+        resumed = {r["id"]: r["metrics"] for r in store.runs()}
+    assert exact(resumed) == exact(reference[1])
+
+
+def test_ray_gives_the_same_results_as_local(tmp_path, config_path, reference):
+    pytest.importorskip("ray")
+    from prunekit.bench import Ray
+
+    executor = Ray(num_cpus=2)
+    try:
+        outcome = sweep(load(config_path), tmp_path, executor=executor)
+    finally:
+        executor.close()
+    assert outcome.done == N_RUNS and not outcome.failed
+    with Store(tmp_path) as store:
+        assert exact({r["id"]: r["metrics"] for r in store.runs()}) == exact(reference[1])
+
+
+def test_report_has_every_method_and_ratio(reference):
+    out, runs = reference
+    path = report(out)
+    text = path.read_text()
+    for name in ("accuracy_vs_compression.png", "accuracy_vs_theoretical_speedup.png",
+                 "accuracy_vs_measured_speedup.png", "runs.csv"):
+        assert (out / name).stat().st_size > 1000 or name == "runs.csv"
+        assert name in text
+    table = text.split("## synthetic / mlp")[1]
+    for method in METHODS:
+        assert method in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [float(r.split("|")[1]) for r in rows] == RATIOS
+    csv_lines = (out / "runs.csv").read_text().splitlines()
+    assert len(csv_lines) == N_RUNS + 1 and "finetuned_test_top1" in csv_lines[0]
+    assert {line.split(",")[3] for line in csv_lines[1:]} == set(METHODS)
+
+
+def test_report_on_an_empty_directory_says_what_to_do(tmp_path):
+    with pytest.raises(prunekit.PruneError, match="prunekit bench"):
+        report(tmp_path)
