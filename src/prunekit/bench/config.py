@@ -49,9 +49,13 @@ def _choice(value: str, allowed: list[str], what: str) -> str:
 
 
 class TrainSettings(_Strict):
-    """One training phase (the dense base model, or fine-tuning after pruning)."""
+    """One training phase (the dense base model, or fine-tuning after pruning).
+
+    ``steps`` (optimizer steps), when set, replaces ``epochs``: a budget finer than an epoch.
+    """
 
     epochs: int = Field(10, ge=0)
+    steps: int | None = Field(None, ge=1)
     lr: float = Field(0.1, gt=0)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"

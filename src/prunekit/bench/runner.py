@@ -68,10 +68,10 @@ def _evaluate(model: nn.Module, prefix: str, val: Any, test: Any) -> dict[str, f
 def _train(model: nn.Module, train: Any, val: Any, settings: TrainSettings, seed: int) -> list[dict]:
     from .. import train as fit
 
-    if settings.epochs == 0:
+    options = settings.model_dump(exclude={"steps"} if settings.steps is None else {"epochs"})
+    if options.get("epochs") == 0:
         return []
-    history = fit(model, train, val, seed=seed, restore_best=val is not None, progress=False,
-                  **settings.model_dump())
+    history = fit(model, train, val, seed=seed, restore_best=val is not None, progress=False, **options)
     return history.records
 
 
