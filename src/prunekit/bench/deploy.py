@@ -59,8 +59,9 @@ def file_bytes(model: nn.Module) -> int:
 
 
 @torch.inference_mode()
-def latencies(models: list[nn.Module], x: torch.Tensor, repeats: int, warmup: int) -> list[float]:
-    """Median seconds per forward pass of each model on ``x``, timed interleaved so load hits all alike."""
+def latencies(models: list[nn.Module], x: torch.Tensor, repeats: int, warmup: int) -> list[tuple[float, float]]:
+    """(median, min) seconds per forward pass of each model on ``x``, timed interleaved so that load
+    from other processes hits every model alike."""
     for m in models:
         m.eval()
         for _ in range(warmup):
@@ -71,4 +72,4 @@ def latencies(models: list[nn.Module], x: torch.Tensor, repeats: int, warmup: in
             t0 = time.perf_counter()
             m(x)
             times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return [(statistics.median(t), min(t)) for t in times]

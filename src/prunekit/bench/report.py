@@ -119,24 +119,30 @@ def report(directory: str | Path) -> Path:
     with Store(directory) as store:
         runs, counts, dense = store.runs(), store.counts(), _dense(store)
         bases, config = store.bases(), json.loads(store.meta("config") or "{}")
+        sessions = store.sessions()
     finished = [r for r in runs if r["status"] == "done"]
     write_csv(runs, directory / "runs.csv")
     grouped = groups(finished)
     if grouped:
         for name, (key, label) in PLOTS.items():
             plot(grouped, key, label, directory / name, dense)
-    text = _markdown(config, counts, dense, grouped, finished, bases, [r for r in runs if r["status"] == "failed"])
+    failed = [r for r in runs if r["status"] == "failed"]
+    text = _markdown(config, counts, dense, grouped, finished, bases, failed, sessions)
     (directory / "report.md").write_text(text)
     return directory / "report.md"
 
 
-def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: list, bases: list, failed: list) -> str:
+def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: list, bases: list, failed: list,
+              sessions: list) -> str:
     cpu = sum(r["metrics"].get("cpu_s", 0) for r in finished) + sum(b["metrics"].get("cpu_s", 0) for b in bases if b["metrics"])
     wall = sum(r["metrics"].get("wall_s", 0) for r in finished) + sum(b["metrics"].get("wall_s", 0) for b in bases if b["metrics"])
     env = finished[0]["metrics"] if finished else {}
     lines = [f"# Benchmark report: {config.get('name', '?')}", "",
              f"Runs: {', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}. "
-             f"Total CPU time {cpu / 60:.1f} min (process time of bases and runs), summed wall time {wall / 60:.1f} min.",
+             f"Total CPU time {cpu / 60:.1f} min (process time of bases and runs; summed task wall time "
+             f"{wall / 60:.1f} min). Sweep invocations: " + (", ".join(
+                 f"{s['executor']} ×{s['workers']}: {s['done']} runs in {s['wall_s'] / 60:.1f} min wall"
+                 for s in sessions) or "none finished") + ".",
              f"Machine: {env.get('machine', '?')}, {env.get('cpu_count', '?')} CPUs; torch {env.get('torch_version', '?')}, "
              f"python {env.get('python_version', '?')}, prunekit {env.get('prunekit_version', '?')}.", "",
              "Accuracy is test top-1 after fine-tuning, mean ± std over seeds; the fine-tuning checkpoint and "

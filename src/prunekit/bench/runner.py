@@ -120,8 +120,9 @@ def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any, examp
     images = torch.cat([test[i][0][None] for i in range(min(len(test), max(spec.measure.batch_sizes)))])
     for b in spec.measure.batch_sizes:
         x = images.repeat((b + len(images) - 1) // len(images), *[1] * (images.dim() - 1))[:b]
-        d, p = latencies([reference, deployed], x, spec.measure.repeats, spec.measure.warmup)
-        out.update({f"dense_latency_b{b}_s": d, f"latency_b{b}_s": p, f"measured_speedup_b{b}": d / p})
+        (d, d_min), (p, p_min) = latencies([reference, deployed], x, spec.measure.repeats, spec.measure.warmup)
+        out.update({f"dense_latency_b{b}_s": d, f"latency_b{b}_s": p, f"measured_speedup_b{b}": d / p,
+                    f"dense_latency_b{b}_min_s": d_min, f"latency_b{b}_min_s": p_min})
     out["measured_speedup"] = out[f"measured_speedup_b{max(spec.measure.batch_sizes)}"]
     return out
 

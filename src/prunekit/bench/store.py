@@ -67,6 +67,14 @@ class Store:
         with self._tx():
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def add_session(self, info: dict[str, Any]) -> None:
+        """Record one finished sweep invocation (executor, counts, wall time)."""
+        self.set_meta(f"session:{time.time():.6f}", json.dumps(info))
+
+    def sessions(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT value FROM meta WHERE key LIKE 'session:%' ORDER BY key").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]

@@ -7,6 +7,7 @@ on other machines need no shared disk.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -57,7 +58,7 @@ def sweep(
     """
     executor = executor or Sequential()
     env = env or runner.Env(data_dir=config.data_dir)
-    out = Path(out)
+    out, started = Path(out), time.perf_counter()
     store = Store(out)
     try:
         specs = config.runs()
@@ -89,6 +90,9 @@ def sweep(
                 result.done += 1
             if progress:
                 progress(f"{spec.base.model} {spec.method.name} ×{spec.compression:g}", n, len(tasks))
+        store.add_session({"executor": executor.name, "workers": executor.workers, "done": result.done,
+                           "skipped": result.skipped, "failed": len(result.failed),
+                           "wall_s": time.perf_counter() - started})
         return result
     finally:
         store.close()
