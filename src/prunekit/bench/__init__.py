@@ -2,6 +2,8 @@
 
 ``sweep(load("configs/demo.yaml"), "out/")`` runs a grid; ``report("out/")`` writes the report.
 """
+from pathlib import Path
+
 from .config import BaseSpec, ConfigError, ExperimentConfig, MethodSpec, RunSpec, identity, load, parse
 from .executors import Processes, Ray, Sequential, make
 from .report import report
@@ -9,7 +11,10 @@ from .runner import Env
 from .store import Store
 from .sweep import Outcome, ResumeError, sweep
 
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")  # the same file as configs/demo.yaml (tested)
+
 __all__ = [
+    "DEMO_CONFIG",
     "load", "parse", "identity", "ExperimentConfig", "BaseSpec", "RunSpec", "MethodSpec", "ConfigError",
     "sweep", "Outcome", "ResumeError", "Env", "Store", "report", "make", "Sequential", "Processes", "Ray",
 ]

@@ -37,3 +37,15 @@ def create_model(name: str, train: object, seed: int) -> nn.Module:
     x, _ = train[0]
     torch.manual_seed(seed)
     return models.create(name, num_classes=train.num_classes, in_channels=x.shape[0], input_size=tuple(x.shape[1:]))
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the data a zoo model is made for (what ``models.create`` assumes by default)."""
+    from .. import models
+
+    if name not in models.names():
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError(f"unknown model {name!r}; valid models: {', '.join(models.names())}")
+    _, channels, size = models._ZOO[name]
+    return (channels, size, size)
