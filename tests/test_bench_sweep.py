@@ -126,7 +126,7 @@ def test_kill_mid_sweep_then_resume(tmp_path, config_path, reference):
     assert 3 <= killed_at < N_RUNS, "the kill must land mid-sweep"
 
     outcome = sweep(load(config_path), tmp_path, resume=True)
-    assert outcome.skipped >= killed_at and outcome.done == N_RUNS - killed_at and not outcome.failed
+    assert outcome.skipped == killed_at and outcome.done == N_RUNS - killed_at and not outcome.failed
     conn = sqlite3.connect(tmp_path / DB_NAME)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs").fetchone() == (N_RUNS, N_RUNS)
