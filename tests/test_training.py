@@ -131,3 +131,81 @@ def test_bad_arguments():
         pk.train(m, train, epochs=1, optimizer="nope", progress=False)
     with pytest.raises(pk.PruneError):
         pk.train(m, train, epochs=1, lr_schedule="nope", progress=False)
+
+
+# ---- fine-tuning variants: rewinding and the lottery-ticket controls ---------------------------
+
+from prunekit.rewind import Snapshot, random_masks_like, reinitialize, rewind, snapshot  # noqa: E402
+
+
+@pytest.mark.parametrize("k", [0, 5])
+def test_rewind_restores_iteration_k_with_mask(k):
+    train, _ = _data()
+    m = _model()
+    snap = Snapshot(k)
+    pk.train(m, train, epochs=2, batch_size=32, lr=0.05, callbacks=[snap], progress=False)
+    ref = _model()
+    pk.train(ref, train, steps=k, batch_size=32, lr=0.05, progress=False) if k else None
+    _same(snap.state, snapshot(ref))  # the snapshot is exactly the weights after k steps
+    masks = pk.prune(m, sparsity=0.6)
+    rewind(m, snap.state)
+    for name, value in snap.state.items():
+        param = m.state_dict()[name]
+        mask = masks.get(name)
+        assert torch.equal(param, value if mask is None else value * mask), name
+
+
+def test_random_masks_keep_per_layer_counts():
+    m = _model()
+    masks = pk.prune(m, sparsity=0.7, scope="global")
+    rnd = random_masks_like(masks, seed=1)
+    for name in masks:
+        assert int(rnd[name].sum()) == int(masks[name].sum()) and not torch.equal(rnd[name], masks[name])
+    assert torch.equal(random_masks_like(masks, seed=1)["1.weight"], rnd["1.weight"])
+
+
+def test_reinitialize_keeps_mask_and_changes_weights():
+    m = _model()
+    masks = pk.prune(m, sparsity=0.5)
+    before = snapshot(m)
+    reinitialize(m, seed=7)
+    w = m[1].weight
+    assert (w[~masks["1.weight"]] == 0).all() and not torch.equal(w, before["1.weight"])
+    again = _model()
+    pk.prune(again, sparsity=0.5)
+    reinitialize(again, seed=7)
+    _same(snapshot(m), snapshot(again))
+
+
+@pytest.mark.parametrize("variant", ["continue", "rewind", "lr-rewind", "reinit", "random-mask"])
+def test_finetune_variants_keep_sparsity_and_replay_lr(variant):
+    train, val = _data()
+    m = _model()
+    snap = Snapshot(3)
+    pk.train(m, train, epochs=2, batch_size=32, lr=0.1, lr_schedule="cosine", callbacks=[snap], progress=False)
+    masks = pk.prune(m, sparsity=0.8)
+    lrs = []
+
+    class Spy(pk.Callback):
+        def on_step_end(self, state):
+            lrs.append(state.optimizer.param_groups[0]["lr"])
+
+    pk.finetune(m, variant, train, val, epochs=2, rewind_state=snap.state, rewind_step=3, batch_size=32,
+                lr=0.1, lr_schedule="cosine", callbacks=[Spy()], progress=False)
+    assert pk.sparsity(m) == pytest.approx(masks.sparsity)
+    total = 2 * 8
+    start = {"continue": 0, "reinit": 0}.get(variant, 3)
+    assert len(lrs) == total - start
+    assert lrs[0] == pytest.approx(pk.training.lr_factor("cosine", start, total) * 0.1)
+    now = pk.Masks.from_model(m)
+    assert torch.equal(now["1.weight"], masks["1.weight"]) == (variant != "random-mask")
+
+
+def test_finetune_needs_rewind_state():
+    train, _ = _data()
+    m = _model()
+    pk.prune(m, sparsity=0.5)
+    with pytest.raises(pk.PruneError, match="rewind_state"):
+        pk.finetune(m, "rewind", train, epochs=1, progress=False)
+    with pytest.raises(pk.PruneError, match="valid"):
+        pk.finetune(m, "nope", train, epochs=1, progress=False)

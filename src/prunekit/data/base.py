@@ -37,8 +37,9 @@ class ArrayDataset(Dataset):
         x = self.images[index]
         return (x if self.transform is None else self.transform(x)), self.labels[index]
 
-    def subset(self, index: torch.Tensor, transform: Transform | None = None) -> "ArrayDataset":
-        """A new dataset holding the examples at ``index`` (copied), with its own transform."""
+    def subset(self, index: torch.Tensor, transform: Transform | None | str = "same") -> "ArrayDataset":
+        """A new dataset holding the examples at ``index`` (copied); ``transform`` defaults to this one's."""
+        transform = self.transform if isinstance(transform, str) else transform
         return ArrayDataset(self.images[index], self.labels[index], transform, self.classes)
 
     @property
@@ -62,7 +63,7 @@ def split(full: ArrayDataset, val_fraction: float, seed: int,
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(full)))
     train = full.subset(perm[n_val:].sort().values, train_transform or full.transform)
-    val = full.subset(perm[:n_val].sort().values, full.transform) if n_val else None
+    val = full.subset(perm[:n_val].sort().values) if n_val else None
     return train, val
 
 
