@@ -172,3 +172,14 @@ def test_report_has_every_method_and_ratio(reference):
 def test_report_on_an_empty_directory_says_what_to_do(tmp_path):
     with pytest.raises(prunekit.PruneError, match="prunekit bench"):
         report(tmp_path)
+
+
+def test_iterative_schedule_prunes_in_rounds_with_fine_tuning_between(tmp_path, config_path):
+    method = {"name": "iterative-magnitude", "schedule": "iterative", "rounds": 3}
+    cfg = load(config_path).model_copy(update={"seeds": [0], "compressions": [8.0]})
+    cfg = type(cfg).model_validate({**cfg.model_dump(), "methods": [method]})
+    assert sweep(cfg, tmp_path).done == 1
+    with Store(tmp_path) as store:
+        (run,) = store.runs()
+        assert len(store.epochs(run["id"], "finetune")) == 3 * 2  # 3 rounds × 2 fine-tuning epochs
+    assert abs(run["metrics"]["achieved_compression"] - 8) < 0.05

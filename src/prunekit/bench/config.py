@@ -65,13 +65,18 @@ class TrainSettings(_Strict):
 
 
 class MethodSpec(_Strict):
-    """A pruning method: structure × score × scope × schedule; ``name`` labels it in reports."""
+    """A pruning method: structure × score × scope × schedule; ``name`` labels it in reports.
+
+    ``iterative`` prunes in ``rounds`` geometric steps (the lottery-ticket convention), each followed
+    by the run's fine-tuning; ``oneshot`` prunes once and fine-tunes once.
+    """
 
     name: str
     score: str = "magnitude"
     scope: str = "global"
     structure: str = "weights"
-    schedule: Literal["oneshot"] = "oneshot"
+    schedule: Literal["oneshot", "iterative"] = "oneshot"
+    rounds: int = Field(3, ge=1)
     score_batches: int = Field(1, ge=1)
 
     @field_validator("score")

@@ -127,32 +127,53 @@ def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any, examp
     return out
 
 
+def _sparsities(spec: RunSpec, model: nn.Module) -> list[float]:
+    """The sparsity after each pruning round: one for ``oneshot``, ``rounds`` geometric for ``iterative``."""
+    from ..api import prunable, sparsity_for_compression
+    from ..schedules import Iterative
+
+    final = sparsity_for_compression(model, prunable(model), spec.compression)
+    if spec.method.schedule == "oneshot":
+        return [final]
+    return Iterative(sparsity=final, rounds=spec.method.rounds).sparsities()
+
+
+def _prune_and_finetune(spec: RunSpec, model: nn.Module, data: tuple, base_metrics: dict) -> tuple[dict, list]:
+    """Prune on the method's schedule and fine-tune; accuracies before and after, and the epoch log."""
+    from .. import prune
+
+    (train, val, test), m, seed = data, spec.method, spec.base.seed
+    score_data = _score_data(spec, train) if m.score == "gradient" else None
+    epochs: list[dict] = []
+    for i, target in enumerate(_sparsities(spec, model)):
+        if i:  # fine-tune between the rounds of an iterative schedule
+            epochs += _train(model, train, val, spec.finetune, seed)
+        prune(model, target, structure=m.structure, score=m.score, scope=m.scope, data=score_data, seed=seed)
+    metrics = {f"dense_{k}": v for k, v in base_metrics.items() if k.endswith(("top1", "top5", "loss"))}
+    metrics.update(_evaluate(model, "pruned_", val, test))
+    last = _train(model, train, val, spec.finetune, seed)
+    metrics.update(_evaluate(model, "finetuned_", val, test))
+    metrics["best_epoch"] = History(last).best_epoch or len(last)
+    return metrics, epochs + last
+
+
 def run(spec: RunSpec, base_state: bytes, base_metrics: dict[str, Any], env: Env) -> dict[str, Any]:
     """Prune the base model, fine-tune it, and measure everything; returns metrics and epoch logs."""
-    from .. import prune, sparsity, summary
+    from .. import sparsity, summary
 
     start = _clock()
-    seed = spec.base.seed
     with _threads(env.threads):
-        train, val, test = load_data(spec.base.dataset, env.data_dir, spec.base.val_fraction)
-        dense = create_model(spec.base.model, train, seed)
+        data = load_data(spec.base.dataset, env.data_dir, spec.base.val_fraction)
+        dense = create_model(spec.base.model, data[0], spec.base.seed)
         dense.load_state_dict(torch.load(io.BytesIO(base_state), weights_only=True))
         model = copy.deepcopy(dense)
-        m = spec.method
-        data = _score_data(spec, train) if m.score == "gradient" else None
-        prune(model, compression=spec.compression, structure=m.structure, score=m.score, scope=m.scope,
-              data=data, seed=seed)
-        metrics = {f"dense_{k}": v for k, v in base_metrics.items() if k.endswith(("top1", "top5", "loss"))}
-        metrics.update(_evaluate(model, "pruned_", val, test))
-        epochs = _train(model, train, val, spec.finetune, seed)
-        metrics.update(_evaluate(model, "finetuned_", val, test))
-        metrics["best_epoch"] = History(epochs).best_epoch or len(epochs)
-        example = train[0][0][None]
+        metrics, epochs = _prune_and_finetune(spec, model, data, base_metrics)
+        example = data[0][0][0][None]
         s = summary(model, example)
         metrics.update(params=s.params, nonzero_params=s.nonzero_params, achieved_compression=s.compression,
                        sparsity=s.sparsity, prunable_sparsity=sparsity(model), macs=s.macs,
                        nonzero_macs=s.nonzero_macs, theoretical_speedup=s.speedup)
-        metrics.update(_measure(spec, dense, model, test, example))
+        metrics.update(_measure(spec, dense, model, data[2], example))
         metrics.update(environment())
     metrics.update(_elapsed(start))
     return {"metrics": metrics, "epochs": epochs}
