@@ -183,3 +183,17 @@ def test_iterative_schedule_prunes_in_rounds_with_fine_tuning_between(tmp_path, 
         (run,) = store.runs()
         assert len(store.epochs(run["id"], "finetune")) == 3 * 2  # 3 rounds × 2 fine-tuning epochs
     assert abs(run["metrics"]["achieved_compression"] - 8) < 0.05
+
+
+def test_worker_processes_give_the_same_results_as_sequential(tmp_path, config_path, reference):
+    from prunekit.bench import make
+
+    cfg = load(config_path).model_copy(update={"seeds": [1], "compressions": [8.0]})  # a slice keeps it quick
+    executor = make("local", workers=2)
+    try:
+        assert sweep(cfg, tmp_path, executor=executor).done == len(METHODS)
+    finally:
+        executor.close()
+    with Store(tmp_path) as store:
+        got = exact({r["id"]: r["metrics"] for r in store.runs()})
+    assert got == {k: v for k, v in exact(reference[1]).items() if k in got}
