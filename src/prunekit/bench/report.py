@@ -58,18 +58,21 @@ def plot(grouped: dict, x_key: str, x_label: str, path: Path, dense: dict) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = sorted(grouped)
+    pairs, measured = sorted(grouped), x_key == "measured_speedup"
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4), squeeze=False)
     for ax, pair in zip(axes[0], pairs):
         for method in sorted(grouped[pair]):
             pts = sorted(grouped[pair][method].items())
             xs = [statistics.fmean(m[x_key] for m in runs) for _, runs in pts]
             ys = [mean_std([100 * m[ACCURACY] for m in runs]) for _, runs in pts]
+            style = "none" if measured else "--" if method == "random" else "-"  # measured x is noisy
             ax.errorbar(xs, [y for y, _ in ys], yerr=[s for _, s in ys], marker="o", ms=4, capsize=3,
-                        label=method, linestyle="--" if method == "random" else "-")
+                        label=method, linestyle=style)
         if pair in dense:
             ax.axhline(100 * dense[pair][0], color="gray", linestyle=":", label="dense")
-        if x_key != "measured_speedup":
+        if measured:
+            ax.axvline(1.0, color="gray", linewidth=0.8)
+        else:
             ax.set_xscale("log", base=2)
         ax.set_title(f"{pair[0]} / {pair[1]}")
         ax.set_xlabel(x_label)
