@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import scope as scopes
-from . import scores, structures
+from . import scores, structures, structures_nm
 from .errors import InvalidSparsityError, NoPrunableLayersError, NonFiniteWeightsError, PruneError
 from .masks import MASK_SUFFIX, Masks, attach
 from .scores import ScoreContext, Target
@@ -124,6 +124,12 @@ def prune(
     (pruning is monotone). Returns the model's masks; pruned weights stay zero through training.
     """
     score, scope = _resolve_method(method, score, scope)
+    nm = structures_nm.parse(structure)
+    if nm is not None:  # N:M selects inside each block, not by scope
+        return structures_nm.prune_nm(
+            model, nm, sparsity=sparsity, compression=compression, score=score, scope=scope, data=data,
+            loss_fn=loss_fn, exclude=exclude, seed=seed, check_finite=check_finite,
+        )
     structure = structures.registry.get(structure)
     score = scores.registry.get(score)
     scope = scopes.registry.get(scope) if not isinstance(scope, dict) else scopes.PerLayer(scope)
