@@ -32,3 +32,11 @@ class UnsupportedLayerError(PruneError):
 
 class MaskMismatchError(PruneError):
     """Masks that do not fit the model they are applied to."""
+
+
+class StorageFormatError(PruneError):
+    """A file that is not a prunekit sparse file, or one written for a different model."""
+
+
+class ExportError(PruneError):
+    """A model that cannot be exported or converted as asked."""
