@@ -154,10 +154,18 @@ def load(path: str | Path, model: nn.Module, *, strict: bool = True) -> nn.Modul
     """
     state, masks = read(path)
     modules = dict(model.named_modules())
-    params = dict(model.named_parameters())
+    params = dict(model.named_parameters(remove_duplicate=False))
     missing = [q for q in masks if q not in params]
     if missing:
         raise MaskMismatchError(f"{path} masks parameters this model does not have: {', '.join(missing[:5])}")
+    current = model.state_dict()
+    wrong = [k for k, v in state.items() if k in current and current[k].shape != v.shape]
+    if wrong:
+        k = wrong[0]
+        raise StorageFormatError(
+            f"{path} does not fit {type(model).__name__}: {k} is {tuple(state[k].shape)} in the file "
+            f"but {tuple(current[k].shape)} in the model; load it into the architecture it was saved from"
+        )
     unprune(model)
     for q, mask in masks.items():
         mname, _, pname = q.rpartition(".")
