@@ -159,11 +159,11 @@ def sparsify(
     zeros = {n: z for n, m in fast.named_modules() if (z := _candidate(m, min_sparsity)) is not None}
     modules = dict(fast.named_modules())
     plan = SparsifyPlan()
-    with torch.inference_mode():
+    with torch.no_grad():
         inputs = _capture(fast, {n: modules[n] for n in zeros}, args)
         device = next((x.device for x in inputs.values()), torch.device("cpu"))
         semi = semi_structured_available(device)
-        if not semi and any(_is_2_4(modules[n].weight) for n in inputs if isinstance(modules[n], nn.Linear)):
+        if not semi and any(_is_2_4(modules[n].weight) and zeros[n] < 0.55 for n in inputs):
             warnings.warn(
                 f"2:4 semi-structured kernels need a CUDA GPU with compute capability >= 8.0; this model runs "
                 f"on {device.type}, so its 2:4 layers are timed with CSR and stay dense where that is faster",
@@ -188,9 +188,5 @@ def sparsify(
 
 def densify(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every CSR layer from :func:`sparsify` turned back into a dense layer."""
-    dense = copy.deepcopy(model)
-    for name, module in list(dense.named_modules()):
-        if isinstance(module, SparseLinear):
-            parent_name, _, attr = name.rpartition(".")
-            setattr(dense.get_submodule(parent_name), attr, module.to_dense())
-    return dense
+    memo = {id(m): m.to_dense() for m in model.modules() if isinstance(m, SparseLinear)}
+    return copy.deepcopy(model, memo)

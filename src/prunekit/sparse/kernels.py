@@ -5,6 +5,7 @@ weight that is 90 % zeros does a tenth of the multiply-adds (and reads a tenth o
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -37,6 +38,15 @@ class SparseLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         return self.columns(x.reshape(-1, self.in_features).t()).t().reshape(*lead, self.out_features)
+
+    def __deepcopy__(self, memo: dict) -> "SparseLinear":
+        # torch cannot deepcopy CSR tensors (no storage); clone the weight and copy the rest as usual
+        weight = self._buffers["weight"]
+        memo[id(weight)] = weight.clone()
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     def to_dense(self) -> nn.Linear:
         """The equivalent ``nn.Linear`` (for export, or further training)."""
