@@ -38,7 +38,14 @@ class LayerChoice:
 
 
 class SparsifyPlan(list):
-    """The per-layer choices of one :func:`sparsify` call, printable as a table."""
+    """The per-layer choices of one :func:`sparsify` call, printable as a table.
+
+    ``dense_ms`` / ``sparse_ms``: the whole model on ``example_inputs`` with the chosen layers dense
+    and sparse (None when no layer was a candidate or the policy did not time).
+    """
+
+    dense_ms: float | None = None
+    sparse_ms: float | None = None
 
     def __str__(self) -> str:
         rows = [f"{'layer':<28} {'kind':<12} {'sparsity':>8} {'dense ms':>9} {'sparse ms':>9}  choice"]
@@ -46,6 +53,8 @@ class SparsifyPlan(list):
             d = "" if c.dense_ms is None else f"{c.dense_ms:.3f}"
             s = "" if c.sparse_ms is None else f"{c.sparse_ms:.3f}"
             rows.append(f"{c.name[:28]:<28} {c.kind[:12]:<12} {c.sparsity:>8.2%} {d:>9} {s:>9}  {c.choice} {c.reason}")
+        if self.dense_ms is not None:
+            rows.append(f"whole model: dense {self.dense_ms:.3f} ms, with the sparse layers {self.sparse_ms:.3f} ms")
         return "\n".join(rows)
 
 
@@ -104,7 +113,7 @@ def _candidate(module: nn.Module, min_sparsity: float) -> float | None:
     return zeros if zeros >= min_sparsity else None
 
 
-def _decide(name, module, x, zeros, policy, repeats, semi) -> tuple[nn.Module | None, LayerChoice]:
+def _decide(name, module, x, zeros, policy, repeats, semi, margin) -> tuple[nn.Module | None, LayerChoice]:
     kind = type(module).__name__
     dense_out = module(x)
     builders = [("csr", sparse_layer)]
@@ -125,7 +134,7 @@ def _decide(name, module, x, zeros, policy, repeats, semi) -> tuple[nn.Module | 
         return None, LayerChoice(name, kind, zeros, "dense", reason=f"({label} output differs beyond rtol {RTOL})")
     dense_ms, sparse_ms = time_pair(lambda: module(x), lambda: fast(x), repeats, x.device)
     choice = LayerChoice(name, kind, zeros, "dense", dense_ms, sparse_ms)
-    if policy == "sparse" or sparse_ms < dense_ms:
+    if policy == "sparse" or sparse_ms < (1 - margin) * dense_ms:
         choice.choice = label
         return fast, choice
     choice.reason = f"({label} slower)"
@@ -139,14 +148,16 @@ def sparsify(
     policy: str = "time",
     min_sparsity: float = 0.5,
     repeats: int = 15,
+    margin: float = 0.05,
 ) -> nn.Module:
     """An inference copy of ``model`` whose sparse Linear / 1×1 conv layers use sparse kernels where faster.
 
     Each ``Linear`` or pointwise convolution with at least ``min_sparsity`` zeros is timed on the
     input it receives from ``example_inputs`` (a tensor or a tuple of positional inputs, with the
     batch size you will serve): torch's CSR matmul against the dense layer, median of ``repeats``
-    interleaved runs. ``policy="time"`` keeps the faster; ``policy="sparse"`` always takes the sparse
-    kernel (for memory). On a CUDA GPU with compute capability >= 8.0, layers whose weights follow the
+    interleaved runs. ``policy="time"`` takes the sparse kernel only where it is at least ``margin``
+    faster, then times the whole model both ways and goes back to dense if the mix is not faster;
+    ``policy="sparse"`` always takes the sparse kernel (for memory). On a CUDA GPU with compute capability >= 8.0, layers whose weights follow the
     2:4 pattern are tried with PyTorch's semi-structured tensors first. Outputs match the dense model
     to ``rtol=1e-4``. The copy carries masks no longer (it is for inference) and ``sparsify_plan``
     lists every decision. The original model is not changed.
@@ -158,7 +169,7 @@ def sparsify(
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     zeros = {n: z for n, m in fast.named_modules() if (z := _candidate(m, min_sparsity)) is not None}
     modules = dict(fast.named_modules())
-    plan = SparsifyPlan()
+    plan, swaps = SparsifyPlan(), []
     with torch.no_grad():
         inputs = _capture(fast, {n: modules[n] for n in zeros}, args)
         device = next((x.device for x in inputs.values()), torch.device("cpu"))
@@ -174,16 +185,37 @@ def sparsify(
                 plan.append(LayerChoice(name, type(modules[name]).__name__, zeros[name], "dense",
                                         reason="(not called on example_inputs)"))
                 continue
-            replacement, choice = _decide(name, modules[name], inputs[name], zeros[name], policy, repeats, semi)
+            replacement, choice = _decide(
+                name, modules[name], inputs[name], zeros[name], policy, repeats, semi, margin
+            )
             plan.append(choice)
             if replacement is not None:
                 parent_name, _, attr = name.rpartition(".")
                 parent = modules[parent_name]
-                setattr(parent, attr, replacement)
                 if isinstance(parent, nn.TransformerEncoderLayer):
                     replacement.register_forward_pre_hook(_no_fused_path)
+                swaps.append((parent, attr, modules[name], replacement))
+        _use(swaps, sparse=True)
+        if policy == "time" and swaps:
+            plan.dense_ms, plan.sparse_ms = time_pair(
+                lambda: fast(*args) if _use(swaps, sparse=False) else None,
+                lambda: fast(*args) if _use(swaps, sparse=True) else None,
+                repeats, device,
+            )
+            keep = plan.sparse_ms < plan.dense_ms
+            _use(swaps, sparse=keep)
+            for c in plan if not keep else ():
+                if c.choice != "dense":
+                    c.choice, c.reason = "dense", f"(whole model not faster with {c.choice})"
     fast.sparsify_plan = plan
     return fast
+
+
+def _use(swaps: list[tuple[nn.Module, str, nn.Module, nn.Module]], sparse: bool) -> bool:
+    """Put the sparse (or the original dense) layers of ``swaps`` into their parents; returns True."""
+    for parent, attr, dense, fast in swaps:
+        setattr(parent, attr, fast if sparse else dense)
+    return True
 
 
 def densify(model: nn.Module) -> nn.Module:
