@@ -80,20 +80,24 @@ def _resolve_method(method: str | None, score: Any, scope: Any) -> tuple[Any, An
 def sparsity_for_compression(model: nn.Module, targets: list[Target], compression: float) -> float:
     """The prunable fraction that makes all parameters / nonzero parameters equal ``compression``.
 
-    Non-prunable parameters stay dense (ShrinkBench's convention), so high ratios may be unreachable.
+    Non-prunable parameters stay as they are (ShrinkBench's convention; their zeros, such as a fresh
+    BatchNorm bias, count as zeros), so high ratios may be unreachable.
     """
     if not compression >= 1:
         raise InvalidSparsityError(f"compression must be >= 1 (got {compression})")
-    total = sum(p.numel() for p in model.parameters())
+    params = list({id(p): p for p in model.parameters()}.values())
+    prunable_ids = {id(t.param) for t in targets}
+    total = sum(p.numel() for p in params)
     prunable_n = sum(t.param.numel() for t in targets)
-    fraction = (total - total / compression) / prunable_n
+    other_nonzero = sum(int(torch.count_nonzero(p)) for p in params if id(p) not in prunable_ids)
+    fraction = 1 - (total / compression - other_nonzero) / prunable_n
     if fraction >= 1:
-        limit = total / (total - prunable_n)
+        limit = total / max(other_nonzero, 1)
         raise InvalidSparsityError(
-            f"compression {compression} is unreachable: with {total - prunable_n} parameters left dense "
+            f"compression {compression} is unreachable: with {other_nonzero} nonzero parameters left dense "
             f"the highest possible is {limit:.2f}; lower it or prune more layer types"
         )
-    return fraction
+    return max(fraction, 0.0)
 
 
 def _check_sparsity(sparsity: float) -> float:
@@ -125,12 +129,7 @@ def prune(
     """
     score, scope = _resolve_method(method, score, scope)
     nm = structures_nm.parse(structure)
-    if nm is not None:  # N:M selects inside each block, not by scope
-        return structures_nm.prune_nm(
-            model, nm, sparsity=sparsity, compression=compression, score=score, scope=scope, data=data,
-            loss_fn=loss_fn, exclude=exclude, seed=seed, check_finite=check_finite,
-        )
-    structure = structures.registry.get(structure)
+    structure = nm or structures.registry.get(structure)
     score = scores.registry.get(score)
     scope = scopes.registry.get(scope) if not isinstance(scope, dict) else scopes.PerLayer(scope)
     targets = prunable(model, exclude)
@@ -140,6 +139,8 @@ def prune(
             raise NonFiniteWeightsError(
                 f"{t.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
             )
+    if nm is not None:  # N:M selects inside each block of M, not by scope
+        return structures_nm.prune_nm(model, nm, targets, sparsity, compression, score, scope, data, loss_fn, seed)
     if sparsity is not None and compression is not None:
         raise InvalidSparsityError("pass either sparsity or compression, not both")
     if compression is not None:
@@ -156,7 +157,7 @@ def prune(
                 s = structure.unit_scores(score(t.param, ScoreContext(t, i, seed, state)), t.module, score.reduce)
                 old = t.module._buffers.get(t.pname + MASK_SUFFIX)
                 if old is not None:  # already pruned units go first: masks are monotone
-                    s = s.float().masked_fill(structure.unit_mask(old, t.module).logical_not(), -math.inf)
+                    s = s.masked_fill(structure.unit_mask(old, t.module).logical_not(), -math.inf)
                 return s
 
         return fn

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .errors import InvalidSparsityError, NonFiniteWeightsError, PruneError, UnsupportedLayerError
+from .errors import InvalidSparsityError, PruneError, UnsupportedLayerError
 from .masks import MASK_SUFFIX, Masks, attach
-from .scores import ScoreContext
-from .structures import Structure, register
+from .scope import Global, Layer, Scope
+from .scores import Score, ScoreContext, Target
+from .structures import Weights, register
 
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _SPEC = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
-class NM(Structure):
+class NM(Weights):
     """N kept in every block of M consecutive input weights (2:4: NVIDIA sparse tensor cores)."""
 
     def __init__(self, n: int = 2, m: int = 4):
@@ -51,18 +52,6 @@ class NM(Structure):
                 f"structure {self.name!r} needs the input size of {type(module).__name__} to be a multiple "
                 f"of {self.m} (it is {size}); exclude that layer with exclude=[...]"
             )
-
-    def num_units(self, module: nn.Module, pname: str) -> int:
-        return getattr(module, pname).numel()
-
-    def unit_scores(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
-        return scores.reshape(-1)
-
-    def unit_mask(self, mask: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        return mask.reshape(-1)
-
-    def masks(self, keep: torch.Tensor, module: nn.Module, pname: str) -> dict[str, torch.Tensor]:
-        return {pname: keep.reshape(getattr(module, pname).shape)}
 
     def blocks(self, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
         """``x`` (shaped like the weight) as rows of M consecutive input weights."""
@@ -114,37 +103,24 @@ def parse(spec: Any) -> NM | None:
 def prune_nm(
     model: nn.Module,
     nm: NM,
-    *,
+    targets: list[Target],
     sparsity: float | None,
     compression: float | None,
-    score: Any,
-    scope: Any,
+    score: Score,
+    scope: Scope,
     data: Any,
     loss_fn: Callable | None,
-    exclude: Iterable[Any],
     seed: int,
-    check_finite: bool,
 ) -> Masks:
-    """``pk.prune`` for an N:M structure: exactly N weights kept in every block of M, by any score."""
-    from . import scores
-    from .api import prunable
-
+    """``pk.prune`` for an N:M structure on checked ``targets``: exactly N kept in every block of M."""
     if compression is not None:
         raise InvalidSparsityError(f"structure {nm.name!r} fixes sparsity at {nm.sparsity:g}; omit compression")
     if sparsity is not None and not math.isclose(sparsity, nm.sparsity, abs_tol=1e-9):
         raise InvalidSparsityError(
             f"structure {nm.name!r} prunes exactly {nm.sparsity:g} (1 - N/M); omit sparsity or pass {nm.sparsity:g}"
         )
-    if scope not in (None, "global", "layer"):
+    if not isinstance(scope, (Global, Layer)):
         raise PruneError(f"structure {nm.name!r} selects within each block of {nm.m}; omit scope")
-    score = scores.registry.get(score or "magnitude")
-    targets = prunable(model, exclude)
-    for t in targets:
-        nm.check(t.module, t.pname)
-        if check_finite and not torch.isfinite(t.param).all():
-            raise NonFiniteWeightsError(
-                f"{t.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
-            )
     state = score.prepare(model, targets, data, loss_fn)
     keeps = []
     for i, t in enumerate(targets):

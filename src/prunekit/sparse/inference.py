@@ -68,8 +68,8 @@ def time_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int, device: 
     ta, tb = [], []
     for fn in (a, b, a, b):  # warm-up: caches, lazy kernel setup
         fn()
-    for _ in range(repeats):
-        for fn, out in ((a, ta), (b, tb)):
+    for i in range(repeats):  # alternate which goes first, so neither always runs on a warmer cache
+        for fn, out in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
             _sync(device)
             start = time.perf_counter()
             fn()
