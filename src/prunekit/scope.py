@@ -45,7 +45,7 @@ def _kth_smallest(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> tuple
             s = fn()
             below += int((s < lo).sum()) if lo > -math.inf else 0
             inside = (s >= lo) & (s <= hi)
-            cand.append(s[inside].float().cpu())
+            cand.append(s[inside].cpu())
         cand = torch.cat(cand)
         if below < k <= below + cand.numel():
             value = cand.kthvalue(k - below).values.item()
@@ -67,10 +67,9 @@ def keep_lowest_dropped(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) ->
     for fn in fns:
         s = fn()
         keep = s > value
-        if ties:
-            equal = (s == value).nonzero().squeeze(1)
-            keep[equal[ties:]] = True
-            ties -= min(ties, equal.numel())
+        equal = (s == value).nonzero().squeeze(1)
+        keep[equal[ties:]] = True  # ties beyond the budget stay
+        ties -= min(ties, equal.numel())
         keeps.append(keep)
     return keeps
 
