@@ -14,6 +14,17 @@ from torch import nn
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def _csr32(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` as CSR with int32 indices where they fit: MKL's kernels take int32, so int64 would be
+    converted on every call (measured 1.5-5x slower at batch 1-8 here)."""
+    csr = weight.to_sparse_csr()
+    if csr.values().numel() >= 2**31 or weight.shape[1] >= 2**31:
+        return csr
+    return torch.sparse_csr_tensor(
+        csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape, device=csr.device
+    )
+
+
 class SparseLinear(nn.Module):
     """``y = x Wᵀ + b`` with ``W`` held as a CSR tensor (inference only: no gradients flow to ``W``)."""
 
@@ -22,7 +33,7 @@ class SparseLinear(nn.Module):
         self.out_features, self.in_features = weight.shape[0], weight.shape[1]
         with warnings.catch_warnings():  # torch flags CSR as beta on every conversion; it is what we want
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            self.register_buffer("weight", weight.detach().to_sparse_csr())
+            self.register_buffer("weight", _csr32(weight.detach()))
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     @classmethod
@@ -31,6 +42,10 @@ class SparseLinear(nn.Module):
 
     def columns(self, cols: torch.Tensor) -> torch.Tensor:
         """``W @ cols + b`` for inputs as columns ``(in_features, n)``; returns ``(out_features, n)``."""
+        if cols.shape[1] == 1:  # one input: sparse matrix-vector product, several times faster than spmm
+            v = cols[:, 0]
+            y = torch.mv(self.weight, v) if self.bias is None else torch.addmv(self.bias, self.weight, v)
+            return y.unsqueeze(1)
         if self.bias is None:
             return torch.sparse.mm(self.weight, cols)
         return torch.addmm(self.bias.unsqueeze(1), self.weight, cols)
