@@ -89,7 +89,8 @@ def _capture(model: nn.Module, modules: dict[str, nn.Module], args: tuple) -> di
 
     def hook(name: str):
         def fn(module: nn.Module, inputs: tuple) -> None:
-            seen.setdefault(name, inputs[0])
+            if inputs and isinstance(inputs[0], torch.Tensor):
+                seen.setdefault(name, inputs[0])
 
         return fn
 
