@@ -9,6 +9,7 @@ from torch import nn
 import prunekit as pk
 
 ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")  # torch's ONNX exporter needs it
 
 
 def run(path, x: torch.Tensor) -> np.ndarray:

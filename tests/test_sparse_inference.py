@@ -12,15 +12,6 @@ import prunekit as pk
 from prunekit.sparse import SparseLinear, SparsePointwiseConv
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Timings on a machine shared with other work are only stable single-threaded (see bench/RESULTS.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def assert_same(fast: nn.Module, model: nn.Module, x: torch.Tensor) -> None:
     with torch.inference_mode():
         want, got = model(x), fast(x)

@@ -1,7 +1,10 @@
 """prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
-from . import functional, scope, scores, sparse, structures, structures_nm
+from . import data, functional, models, rewind, schedules, scope, scores, sparse, structures, structures_nm
 from .api import METHODS, prunable, prune, sparsity
+from .callbacks import Callback, History
 from .errors import (
+    CheckpointError,
+    DataFileError,
     InvalidSparsityError,
     MaskMismatchError,
     MissingDataError,
@@ -15,7 +18,9 @@ from .errors import (
 )
 from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
+from .rewind import finetune
 from .sparse import densify, export_onnx, from_torch_prune, load, save, sparsify, to_torch_prune
+from .training import evaluate, train
 
 __version__ = "0.1.0"
 
@@ -23,6 +28,7 @@ __all__ = [
     "prune", "unprune", "sparsity", "summary", "prunable", "METHODS",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
+    "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "Callback", "History", "DataFileError", "CheckpointError",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
     "sparse", "structures_nm", "save", "load", "sparsify", "densify", "export_onnx",

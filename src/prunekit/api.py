@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -65,6 +65,11 @@ def prunable(model: nn.Module, exclude: Iterable[Any] = ()) -> list[Target]:
     if not found:
         raise NoPrunableLayersError(f"exclude={list(exclude)!r} excludes every prunable layer")
     return found
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """No NaN or infinity in ``t``: one reduction, with an exact check only if the sum overflows."""
+    return bool(torch.isfinite(t.detach().sum())) or bool(torch.isfinite(t).all())
 
 
 def _resolve_method(method: str | None, score: Any, scope: Any) -> tuple[Any, Any]:
@@ -135,7 +140,7 @@ def prune(
     targets = prunable(model, exclude)
     for t in targets:
         structure.check(t.module, t.pname)
-        if check_finite and not torch.isfinite(t.param).all():
+        if check_finite and not _finite(t.param):
             raise NonFiniteWeightsError(
                 f"{t.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
             )
@@ -151,14 +156,16 @@ def prune(
         sparsity = _check_sparsity(sparsity)
     state = score.prepare(model, targets, data, loss_fn)
 
-    def unit_scores(i: int, t: Target) -> Callable[[], torch.Tensor]:
-        def fn() -> torch.Tensor:
-            with torch.no_grad():
-                s = structure.unit_scores(score(t.param, ScoreContext(t, i, seed, state)), t.module, score.reduce)
-                old = t.module._buffers.get(t.pname + MASK_SUFFIX)
-                if old is not None:  # already pruned units go first: masks are monotone
-                    s = s.masked_fill(structure.unit_mask(old, t.module).logical_not(), -math.inf)
-                return s
+    def unit_scores(i: int, t: Target) -> Callable[[], Iterator[torch.Tensor]]:
+        def fn() -> Iterator[torch.Tensor]:
+            old = t.module._buffers.get(t.pname + MASK_SUFFIX)
+            for rows in structure.row_chunks(t.module, t.pname, score.elementwise):
+                with torch.no_grad():
+                    s = score(t.param[rows], ScoreContext(t, i, seed, state, rows))
+                    s = structure.unit_scores(s, t.module, score.reduce)
+                    if old is not None:  # already pruned units go first: masks are monotone
+                        s = s.masked_fill(structure.unit_mask(old[rows], t.module).logical_not(), -math.inf)
+                yield s
 
         return fn
 
@@ -168,7 +175,7 @@ def prune(
     keeps = scope.select(fns, sizes, [t.qname for t in targets], sparsity)
     for t, keep in zip(targets, keeps):
         for pname, mask in structure.masks(keep.to(t.param.device), t.module, t.pname).items():
-            attach(t.module, pname, mask)
+            attach(t.module, pname, mask, copy=False)
     return Masks.from_model(model)
 
 

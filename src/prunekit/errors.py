@@ -34,6 +34,14 @@ class MaskMismatchError(PruneError):
     """Masks that do not fit the model they are applied to."""
 
 
+class DataFileError(PruneError):
+    """A dataset file that is missing, truncated or not in the expected format."""
+
+
+class CheckpointError(PruneError):
+    """A weights or checkpoint file that cannot be read safely or does not fit the model."""
+
+
 class StorageFormatError(PruneError):
     """A file that is not a prunekit sparse file, or one written for a different model."""
 
