@@ -158,9 +158,9 @@ def sparsify(
     batch size you will serve): torch's CSR matmul against the dense layer, median of ``repeats``
     interleaved runs. ``policy="time"`` takes the sparse kernel only where it is at least ``margin``
     faster, then times the whole model both ways and goes back to dense if the mix is not faster;
-    ``policy="sparse"`` always takes the sparse kernel (for memory). On a CUDA GPU with compute capability >= 8.0, layers whose weights follow the
-    2:4 pattern are tried with PyTorch's semi-structured tensors first. Outputs match the dense model
-    to ``rtol=1e-4``. The copy carries masks no longer (it is for inference) and ``sparsify_plan``
+    ``policy="sparse"`` always takes the sparse kernel (for memory). On a CUDA GPU with compute
+    capability >= 8.0, layers whose weights follow the 2:4 pattern are tried with PyTorch's
+    semi-structured tensors first. Outputs match the dense model to ``rtol=1e-4``. The copy carries masks no longer (it is for inference) and ``sparsify_plan``
     lists every decision. The original model is not changed.
     """
     if policy not in ("time", "sparse"):
@@ -196,13 +196,13 @@ def sparsify(
                 if isinstance(parent, nn.TransformerEncoderLayer):
                     replacement.register_forward_pre_hook(_no_fused_path)
                 swaps.append((parent, attr, modules[name], replacement))
+        def run(sparse: bool) -> Any:
+            _use(swaps, sparse)
+            return fast(*args)
+
         _use(swaps, sparse=True)
         if policy == "time" and swaps:
-            plan.dense_ms, plan.sparse_ms = time_pair(
-                lambda: fast(*args) if _use(swaps, sparse=False) else None,
-                lambda: fast(*args) if _use(swaps, sparse=True) else None,
-                repeats, device,
-            )
+            plan.dense_ms, plan.sparse_ms = time_pair(lambda: run(False), lambda: run(True), repeats, device)
             keep = plan.sparse_ms < plan.dense_ms
             _use(swaps, sparse=keep)
             for c in plan if not keep else ():
@@ -212,11 +212,10 @@ def sparsify(
     return fast
 
 
-def _use(swaps: list[tuple[nn.Module, str, nn.Module, nn.Module]], sparse: bool) -> bool:
-    """Put the sparse (or the original dense) layers of ``swaps`` into their parents; returns True."""
+def _use(swaps: list[tuple[nn.Module, str, nn.Module, nn.Module]], sparse: bool) -> None:
+    """Put the sparse (or the original dense) layers of ``swaps`` into their parents."""
     for parent, attr, dense, fast in swaps:
         setattr(parent, attr, fast if sparse else dense)
-    return True
 
 
 def densify(model: nn.Module) -> nn.Module:
