@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import PruneError
 from ..masks import unprune
+from ..structures_nm import NM
 from .kernels import SparseLinear, is_pointwise, semi_structured, semi_structured_available, sparse_layer
 
 RTOL = 1e-4
@@ -78,9 +79,10 @@ def time_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int, device: 
     return statistics.median(ta), statistics.median(tb)
 
 
-def _is_2_4(weight: torch.Tensor) -> bool:
-    rows = weight.reshape(weight.shape[0], -1)
-    return rows.shape[1] % 4 == 0 and bool(((rows.reshape(-1, 4) != 0).sum(1) <= 2).all())
+def _is_2_4(module: nn.Module) -> bool:
+    """Whether the layer's nonzeros follow the 2:4 pattern along its input axis."""
+    nm = NM(2, 4)
+    return module.weight.shape[nm.input_axis(module)] % 4 == 0 and nm.holds(module.weight != 0, module)
 
 
 def _capture(model: nn.Module, modules: dict[str, nn.Module], args: tuple) -> dict[str, torch.Tensor]:
@@ -118,7 +120,7 @@ def _decide(name, module, x, zeros, policy, repeats, semi, margin) -> tuple[nn.M
     kind = type(module).__name__
     dense_out = module(x)
     builders = [("csr", sparse_layer)]
-    if semi and isinstance(module, nn.Linear) and _is_2_4(module.weight):
+    if semi and isinstance(module, nn.Linear) and _is_2_4(module):
         builders.insert(0, ("2:4", semi_structured))
     failures = []
     for label, build in builders:
@@ -175,7 +177,7 @@ def sparsify(
         inputs = _capture(fast, {n: modules[n] for n in zeros}, args)
         device = next((x.device for x in inputs.values()), torch.device("cpu"))
         semi = semi_structured_available(device)
-        if not semi and any(_is_2_4(modules[n].weight) and zeros[n] < 0.55 for n in inputs):
+        if not semi and any(_is_2_4(modules[n]) and zeros[n] < 0.55 for n in inputs):
             warnings.warn(
                 f"2:4 semi-structured kernels need a CUDA GPU with compute capability >= 8.0; this model runs "
                 f"on {device.type}, so its 2:4 layers are timed with CSR and stay dense where that is faster",
