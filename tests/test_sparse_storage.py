@@ -163,3 +163,13 @@ def test_wrong_model_is_refused(tmp_path):
     small = nn.Sequential(nn.Linear(784, 30), nn.ReLU(), nn.Linear(30, 100), nn.ReLU(), nn.Linear(100, 10))
     with pytest.raises(pk.StorageFormatError, match="does not fit"):
         pk.load(tmp_path / "m.safetensors", small)
+
+
+def test_neuron_masks_cover_biases(tmp_path):
+    model = convnet()
+    pk.prune(model, sparsity=0.5, structure="neurons")
+    pk.save(model, tmp_path / "m.safetensors")
+    fresh = pk.load(tmp_path / "m.safetensors", convnet())
+    assert "0.bias" in pk.Masks.from_model(fresh)
+    for key, value in model.state_dict().items():
+        assert torch.equal(bits(fresh.state_dict()[key]), bits(value)), key
