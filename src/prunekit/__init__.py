@@ -1,5 +1,5 @@
 """prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
-from . import data, functional, models, rewind, schedules, scope, scores, structures
+from . import data, functional, models, rewind, schedules, scope, scores, sparse, structures, structures_nm
 from .api import METHODS, prunable, prune, sparsity
 from .callbacks import Callback, History
 from .errors import (
@@ -13,10 +13,13 @@ from .errors import (
     PruneError,
     UnknownNameError,
     UnsupportedLayerError,
+    StorageFormatError,
+    ExportError,
 )
 from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
 from .rewind import finetune
+from .sparse import densify, export_onnx, from_torch_prune, load, save, sparsify, to_torch_prune
 from .training import evaluate, train
 
 __version__ = "0.1.0"
@@ -28,4 +31,6 @@ __all__ = [
     "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "Callback", "History", "DataFileError", "CheckpointError",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
+    "sparse", "structures_nm", "save", "load", "sparsify", "densify", "export_onnx",
+    "from_torch_prune", "to_torch_prune", "StorageFormatError", "ExportError",
 ]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import scope as scopes
-from . import scores, structures
+from . import scores, structures, structures_nm
 from .errors import InvalidSparsityError, NoPrunableLayersError, NonFiniteWeightsError, PruneError
 from .masks import MASK_SUFFIX, Masks, attach
 from .scores import ScoreContext, Target
@@ -133,7 +133,8 @@ def prune(
     (pruning is monotone). Returns the model's masks; pruned weights stay zero through training.
     """
     score, scope = _resolve_method(method, score, scope)
-    structure = structures.registry.get(structure)
+    nm = structures_nm.parse(structure)
+    structure = nm or structures.registry.get(structure)
     score = scores.registry.get(score)
     scope = scopes.registry.get(scope) if not isinstance(scope, dict) else scopes.PerLayer(scope)
     targets = prunable(model, exclude)
@@ -143,6 +144,8 @@ def prune(
             raise NonFiniteWeightsError(
                 f"{t.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
             )
+    if nm is not None:  # N:M selects inside each block of M, not by scope
+        return structures_nm.prune_nm(model, nm, targets, sparsity, compression, score, scope, data, loss_fn, seed)
     if sparsity is not None and compression is not None:
         raise InvalidSparsityError("pass either sparsity or compression, not both")
     if compression is not None:

@@ -40,3 +40,11 @@ class DataFileError(PruneError):
 
 class CheckpointError(PruneError):
     """A weights or checkpoint file that cannot be read safely or does not fit the model."""
+
+
+class StorageFormatError(PruneError):
+    """A file that is not a prunekit sparse file, or one written for a different model."""
+
+
+class ExportError(PruneError):
+    """A model that cannot be exported or converted as asked."""
