@@ -57,7 +57,7 @@ def test_sweep_records_every_metric(reference):
     m = next(iter(runs.values()))
     for key in ("dense_test_top1", "pruned_val_top5", "finetuned_test_loss", "achieved_compression", "sparsity",
                 "macs", "nonzero_macs", "theoretical_speedup", "latency_b1_s", "latency_b8_s",
-                "measured_speedup_b8", "file_bytes", "deploy_form", "wall_s", "cpu_s", "torch_version",
+                "measured_speedup_b8", "file_bytes", "file_format", "deploy_form_b1", "deploy_form", "wall_s", "cpu_s", "torch_version",
                 "machine"):
         assert key in m, key
     by_ratio = {}

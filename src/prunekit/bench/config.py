@@ -110,12 +110,13 @@ class MethodSpec(_Strict):
 
 
 class MeasureSettings(_Strict):
-    """How latency is measured: median over ``repeats`` timings at each batch size."""
+    """How latency is measured: median over ``repeats`` timings at each batch size, of the model in
+    the ``deploy`` form (``auto``: sparse kernels for weights, compaction for neurons, where available)."""
 
     batch_sizes: tuple[int, ...] = (1, 64)
     repeats: int = Field(20, ge=1)
     warmup: int = Field(3, ge=0)
-    deploy: Literal["auto", "dense"] = "auto"
+    deploy: Literal["auto", "dense", "sparse", "compact"] = "auto"
 
 
 class BaseSpec(_Strict):

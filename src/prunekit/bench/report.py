@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,11 @@ def report(directory: str | Path) -> Path:
     return directory / "report.md"
 
 
+def _forms(finished: list) -> str:
+    counts = Counter(r["metrics"].get("deploy_form", "?") for r in finished)
+    return ", ".join(f"{form} ×{n}" for form, n in counts.most_common())
+
+
 def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: list, bases: list, failed: list,
               sessions: list) -> str:
     cpu = sum(r["metrics"].get("cpu_s", 0) for r in finished) + sum(b["metrics"].get("cpu_s", 0) for b in bases if b["metrics"])
@@ -150,8 +155,8 @@ def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: 
              f"python {env.get('python_version', '?')}, prunekit {env.get('prunekit_version', '?')}.", "",
              "Accuracy is test top-1 after fine-tuning, mean ± std over seeds; the fine-tuning checkpoint and "
              "the best method are chosen on the validation split, never on test. Measured speedup: median "
-             f"latency of the dense model over the deployed pruned model (form: {env.get('deploy_form', '?')}), "
-             "timed side by side in the same process.", ""]
+             "latency of the dense model over the pruned model as deployed, timed side by side in the same "
+             f"process at the largest batch size (forms used: {_forms(finished)}).", ""]
     if grouped:
         lines += [f"![{n}]({n})" for n in PLOTS] + [""]
     for pair in sorted(grouped):

@@ -111,19 +111,20 @@ def _score_data(spec: RunSpec, train: Any) -> list[tuple[torch.Tensor, torch.Ten
     return [b for b, _ in zip(it, range(spec.method.score_batches))]
 
 
-def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any, example: torch.Tensor) -> dict[str, Any]:
-    """Deployed form, latency side by side with the dense model, speedups and file sizes."""
-    deployed, form = deploy(model, example, spec.method.structure, spec.measure.deploy)
-    reference, _ = deploy(dense, example, "weights", "dense")
-    out: dict[str, Any] = {"deploy_form": form, "file_bytes": file_bytes(deployed),
-                           "dense_file_bytes": file_bytes(reference)}
+def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any) -> dict[str, Any]:
+    """Deployed form per batch size, latency side by side with the dense model, speedups, file sizes."""
+    size, fmt = file_bytes(model)
+    out: dict[str, Any] = {"file_bytes": size, "file_format": fmt, "dense_file_bytes": file_bytes(dense)[0]}
     images = torch.cat([test[i][0][None] for i in range(min(len(test), max(spec.measure.batch_sizes)))])
     for b in spec.measure.batch_sizes:
         x = images.repeat((b + len(images) - 1) // len(images), *[1] * (images.dim() - 1))[:b]
+        deployed, form = deploy(model, x, spec.method.structure, spec.measure.deploy)
+        reference, _ = deploy(dense, x, "weights", "dense")
         (d, d_min), (p, p_min) = latencies([reference, deployed], x, spec.measure.repeats, spec.measure.warmup)
         out.update({f"dense_latency_b{b}_s": d, f"latency_b{b}_s": p, f"measured_speedup_b{b}": d / p,
-                    f"dense_latency_b{b}_min_s": d_min, f"latency_b{b}_min_s": p_min})
-    out["measured_speedup"] = out[f"measured_speedup_b{max(spec.measure.batch_sizes)}"]
+                    f"dense_latency_b{b}_min_s": d_min, f"latency_b{b}_min_s": p_min, f"deploy_form_b{b}": form})
+    largest = max(spec.measure.batch_sizes)
+    out.update(measured_speedup=out[f"measured_speedup_b{largest}"], deploy_form=out[f"deploy_form_b{largest}"])
     return out
 
 
@@ -168,12 +169,11 @@ def run(spec: RunSpec, base_state: bytes, base_metrics: dict[str, Any], env: Env
         dense.load_state_dict(torch.load(io.BytesIO(base_state), weights_only=True))
         model = copy.deepcopy(dense)
         metrics, epochs = _prune_and_finetune(spec, model, data, base_metrics)
-        example = data[0][0][0][None]
-        s = summary(model, example)
+        s = summary(model, data[0][0][0][None])
         metrics.update(params=s.params, nonzero_params=s.nonzero_params, achieved_compression=s.compression,
                        sparsity=s.sparsity, prunable_sparsity=sparsity(model), macs=s.macs,
                        nonzero_macs=s.nonzero_macs, theoretical_speedup=s.speedup)
-        metrics.update(_measure(spec, dense, model, data[2], example))
+        metrics.update(_measure(spec, dense, model, data[2]))
         metrics.update(environment())
     metrics.update(_elapsed(start))
     return {"metrics": metrics, "epochs": epochs}
