@@ -10,16 +10,21 @@ from .errors import (
     PruneError,
     UnknownNameError,
     UnsupportedLayerError,
+    UnsupportedOperationError,
+    CompactionError,
 )
 from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
+from .graph import compact
+from .graph.io import load_compact, save_compact
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "prune", "unprune", "sparsity", "summary", "prunable", "METHODS",
+    "prune", "unprune", "compact", "save_compact", "load_compact", "sparsity", "summary", "prunable", "METHODS",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
+    "UnsupportedOperationError", "CompactionError",
 ]

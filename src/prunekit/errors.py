@@ -32,3 +32,11 @@ class UnsupportedLayerError(PruneError):
 
 class MaskMismatchError(PruneError):
     """Masks that do not fit the model they are applied to."""
+
+
+class UnsupportedOperationError(UnsupportedLayerError):
+    """An operation whose channel coupling the dependency graph cannot resolve (named with its layer)."""
+
+
+class CompactionError(PruneError):
+    """Compaction would change the model's outputs, so no smaller model is returned."""
