@@ -47,7 +47,8 @@ class PrunedMultiheadAttention(nn.Module):
         if is_causal and attn_mask is None:
             scores = scores.masked_fill(torch.ones(t, s, dtype=torch.bool).triu(1), float("-inf"))
         attn = F.dropout(scores.softmax(-1), self.dropout, self.training)
-        out = self.out_proj((attn @ v).transpose(1, 2).reshape(b, t, -1))
+        out = (attn @ v).transpose(1, 2).reshape(b, t, -1)
+        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)  # functional, as in nn.MultiheadAttention
         if not self.batch_first:
             out = out.transpose(0, 1)
         weights = None
@@ -68,8 +69,8 @@ def _additive(mask, dtype, shape) -> torch.Tensor | float:
 
 def mha_leaf(tr: Tracer, name: str, module: nn.MultiheadAttention, args, kwargs, out) -> None:
     """Couple an attention block: inputs to in-projection columns, heads to rows, output to out_proj."""
-    if not getattr(module, "_qkv_same_embed_dim", False) or getattr(module, "bias_k", None) is not None \
-            or getattr(module, "add_zero_attn", False):
+    if isinstance(module, nn.MultiheadAttention) and (
+            not module._qkv_same_embed_dim or module.bias_k is not None or module.add_zero_attn):
         tr.fail("multi_head_attention_forward", "separate k/v dims, bias_k/bias_v or add_zero_attn")
     g = tr.graph
     names = ("query", "key", "value")

@@ -55,8 +55,9 @@ class Graph:
         return root
 
     def roots(self, labels: torch.Tensor) -> torch.Tensor:
-        flat = [self.find(int(v)) for v in labels.reshape(-1).tolist()]
-        return torch.tensor(flat, dtype=torch.long).reshape(labels.shape)
+        values, inverse = labels.reshape(-1).unique(return_inverse=True)
+        found = torch.tensor([self.find(v) for v in values.tolist()], dtype=torch.long)
+        return found[inverse].reshape(labels.shape)
 
     def union(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Union ``a`` and ``b`` elementwise (broadcast)."""
@@ -86,6 +87,9 @@ class Graph:
 
     def canonical(self, labels: torch.Tensor) -> torch.Tensor:
         """Labels as roots, with every dimension along which they do not vary narrowed to size 1."""
+        for d in range(labels.dim()):  # narrow first (cheap), then map to roots, then narrow again
+            if labels.shape[d] > 1 and labels.stride(d) == 0:
+                labels = labels.narrow(d, 0, 1)
         labels = self.roots(labels)
         for d in range(labels.dim()):
             if labels.shape[d] > 1 and bool((labels == labels.narrow(d, 0, 1)).all()):

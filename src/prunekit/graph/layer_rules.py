@@ -138,6 +138,8 @@ def product_labels(tr: Tracer, a, b, out, op: str) -> torch.Tensor | None:
         if ra.shape[-2] > 1 and rb.shape[-1] > 1:
             tr.fail(op, "both factors carry channels on their free dimensions")
         g.union(ra[..., :1, :], rb[..., :, :1])
+        if any(d < ra.dim() - 2 for d in varying(ra)):  # channels paired across a batched product: heads
+            g.heads.update(ra.unique().tolist() + rb.unique().tolist())
         return ra if ra.shape[-2] > 1 else rb
     return ra if ra is not None else rb
 

@@ -126,12 +126,37 @@ def shape(tr: Tracer, func, args, kwargs, out) -> None:
     if lost:  # a slice over channels: its bounds are code constants, so these channels stay
         tr.graph.lock(before)
     after = tr.graph.canonical(new)
-    extra = varying(after)[len(varying(before)):]
-    for d in extra:  # e.g. (B, T, E) -> (B, T, H, hd): whole heads are the units
-        tr.graph.union(after, after.narrow(d, 0, 1))
-        tr.graph.heads.update(after.unique().tolist())
+    split = False
+    if func.__name__ in RESHAPE:
+        for ins, outs in reshape_groups(tuple(x.shape), tuple(out.shape)):
+            if len(outs) > 1 and any(before.shape[i] > 1 for i in ins):
+                for d in outs[1:]:  # e.g. (B, T, E) -> (B, T, H, hd): a head is one unit
+                    tr.graph.union(after, after.narrow(d, 0, 1))
+                split = True
+        after = tr.graph.canonical(after)
     tr.set(out, after)
-    _record_attrs(tr, args[1:], tr.get(out), heads=bool(extra))
+    _record_attrs(tr, args[1:], tr.get(out), heads=split)
+
+
+RESHAPE = ("view", "reshape", "flatten", "unflatten", "view_as", "reshape_as")
+
+
+def reshape_groups(a: tuple[int, ...], b: tuple[int, ...]) -> list[tuple[list[int], list[int]]]:
+    """Which dims of shape ``a`` become which dims of shape ``b`` under a contiguous reshape."""
+    res, i, j = [], 0, 0
+    while i < len(a) or j < len(b):
+        ia, jb = ([i] if i < len(a) else []), ([j] if j < len(b) else [])
+        pa, pb = (a[i] if i < len(a) else 1), (b[j] if j < len(b) else 1)
+        i, j = i + 1, j + 1
+        while pa != pb and pa and pb:
+            if (pa < pb and i < len(a)) or j >= len(b):
+                ia.append(i)
+                pa, i = pa * a[i], i + 1
+            else:
+                jb.append(j)
+                pb, j = pb * b[j], j + 1
+        res.append((ia, jb))
+    return res
 
 
 @rule(*SPLIT)
@@ -181,7 +206,7 @@ def _record_attrs(tr: Tracer, args, labels: torch.Tensor | None, heads: bool = F
 @rule("cat", "concat", "concatenate")
 def cat(tr: Tracer, func, args, kwargs, out) -> None:
     """Concatenation along channels keeps each part's labels (constants are locked parts)."""
-    tensors = list(args[0])
+    tensors = [t for t in args[0] if t.numel() or tr.get(t) is not None]  # empty caches add nothing
     dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % out.dim()
     labs = [tr.get(t) for t in tensors]
     if any(l is not None and aligned(l, out.dim()).shape[dim] > 1 for l in labs):
