@@ -106,7 +106,8 @@ def _mask(graph: Graph, gone: list[Unit]) -> None:
             t = graph.modules[m]._parameters.get(p)
             if t is None:
                 continue
-            mask = masks.setdefault((m, p), torch.ones(t.shape, dtype=torch.bool))
-            mask.select(d, i).fill_(False)
+            if (m, p) not in masks:
+                masks[(m, p)] = torch.ones(t.shape, dtype=torch.bool)
+            masks[(m, p)].select(d, i).fill_(False)
     for (m, p), mask in masks.items():
         attach(graph.modules[m], p, mask)
