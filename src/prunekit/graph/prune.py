@@ -53,6 +53,7 @@ def prune_structured(
     macs_reduction: float | None = None,
     max_ratio: float = 1.0,
     round_to: int = 1,
+    normalize: bool = True,
     data: Any = None,
     loss_fn: Callable | None = None,
     exclude: Iterable[Any] = (),
@@ -62,7 +63,11 @@ def prune_structured(
 
     ``sparsity`` is the fraction of prunable units removed (counted over the units in scope);
     ``macs_reduction=r`` instead prunes until dense MACs / remaining MACs ≥ r. ``pk.compact`` then
-    removes the masked units for real.
+    removes the masked units for real. ``score``: l1, l2 (default), bn-scale, taylor (needs ``data``),
+    fpgm or random, reduced over each unit's slices by ``reduce`` (sum/mean/max); ``normalize``
+    divides scores by their group's mean so that a global ranking compares groups fairly.
+    ``max_ratio`` caps the fraction removed from any coupled group, ``round_to`` keeps group widths
+    multiples of it, and no layer ever loses all of its channels.
     """
     if example_inputs is None:
         raise PruneError(f"structure={structure!r} traces the model: pass example_inputs= (a batch of inputs)")
@@ -80,6 +85,8 @@ def prune_structured(
             "or excluded" + ("; heads come from attention layers" if structure == "heads" else "")
         )
     scores = unit_scores(units, graph, score or "l2", reduce, model, data, loss_fn, seed)
+    if normalize and score != "random":
+        scores = normalized(scores, units)
     if bool(scores[cands].isnan().all()):
         raise PruneError(f"score {score!r} cannot rank any prunable unit (bn-scale needs BatchNorm layers)")
     already = pruned_roots(graph)
@@ -87,15 +94,27 @@ def prune_structured(
     for i, u in enumerate(units):
         if u.root in already:
             scores[i] = -math.inf  # masks are monotone: already-pruned units stay pruned
-    scores = torch.where(scores.isnan(), torch.full_like(scores, math.inf), scores)
-    ranked = [i for i in cands if scores[i] < math.inf]
-    alloc = Allocator(graph, units, ranked, scores, scope or "global", max_ratio, round_to)
+    scores = torch.where(scores.isnan(), torch.full_like(scores, math.inf), scores)  # unrankable: kept
+    alloc = Allocator(graph, units, cands, scores, scope or "global", max_ratio, round_to)
     if macs_reduction is not None:
         _, chosen = alloc.for_macs(macs_reduction)
     else:
-        chosen = alloc.select(float(sparsity) * len(cands) / max(len(ranked), 1))
+        chosen = alloc.select(float(sparsity))
     _mask(graph, [units[i] for i in chosen])
     return Masks.from_model(model)
+
+
+def normalized(scores: torch.Tensor, units: list[Unit]) -> torch.Tensor:
+    """Each unit's score divided by the mean score of its coupled group (NaN stays NaN)."""
+    out = scores.clone()
+    groups: dict[int, list[int]] = {}
+    for i, u in enumerate(units):
+        groups.setdefault(u.group, []).append(i)
+    for members in groups.values():
+        vals = scores[members]
+        mean = vals[~vals.isnan()].mean() if bool((~vals.isnan()).any()) else torch.tensor(1.0)
+        out[members] = vals / (mean if mean > 0 else 1.0)
+    return out
 
 
 def _mask(graph: Graph, gone: list[Unit]) -> None:

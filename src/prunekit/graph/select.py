@@ -27,6 +27,7 @@ class Allocator:
             raise InvalidSparsityError(f"round_to must be a positive integer (got {round_to!r})")
         self.graph, self.units, self.cands = graph, units, candidates
         self.scope, self.max_ratio, self.round_to = scope, max_ratio, round_to
+        self.scores = scores
         self.order = sorted(candidates, key=lambda i: (float(scores[i]), i))
         self.group_size: dict[int, int] = {}
         for u in units:
@@ -49,6 +50,8 @@ class Allocator:
         chosen: set[int] = set()
 
         def allowed(i: int) -> bool:
+            if self.scores[i] == math.inf:
+                return False
             g = self.units[i].group
             cap = math.floor(self.max_ratio * self.group_size[g] + 1e-9)
             if dropped_in.get(g, 0) + 1 > cap:
