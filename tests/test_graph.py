@@ -103,7 +103,8 @@ def test_taylor_needs_data_and_random_is_seeded():
     model, x = conv_bn_net(), torch.randn(4, 3, 8, 8)
     with pytest.raises(pk.MissingDataError):
         pk.prune(model, 0.5, structure="channels", example_inputs=x, score="taylor")
-    pk.prune(model, 0.5, structure="channels", example_inputs=x, score="taylor", data=(x, torch.tensor([0, 1, 2, 0])))
+    pk.prune(model, 0.5, structure="channels", example_inputs=x, score="taylor", data=(x, torch.tensor([0, 1, 2, 0])),
+             scope="layer")
     assert int(model[0].weight_mask[:, 0, 0, 0].sum()) == 4
     a, b = conv_bn_net(), conv_bn_net()
     for m in (a, b):

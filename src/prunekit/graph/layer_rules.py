@@ -64,21 +64,27 @@ def conv(tr: Tracer, func, args, kwargs, out) -> None:
     tr.set(out, out_lab.reshape(_shape_at(cout, 1, out.dim())))
 
 
+def _dense(tr: Tracer, x, w, bias, in_dim: int, out_dim: int, op: str) -> tuple[torch.Tensor, bool]:
+    """A weight that maps input channels (``in_dim`` of w) to fresh output channels (``out_dim``)."""
+    m, p = _owner(tr, w, op)
+    lab = along(tr, x, -1, op)
+    if lab is not None:
+        tr.graph.bind(m, p, in_dim, lab)
+    out_lab = tr.graph.new(w.shape[out_dim])
+    tr.graph.bind(m, p, out_dim, out_lab)
+    if tr.param(bias) is not None and bias.dim() == 1:
+        tr.graph.bind(*tr.param(bias), 0, out_lab)
+    return out_lab, lab is not None
+
+
 @rule("linear")
 def linear(tr: Tracer, func, args, kwargs, out) -> None:
     x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
-    m, p = _owner(tr, w, "linear")
-    lab = along(tr, x, -1, "linear")
-    g = tr.graph
-    if lab is not None:
-        g.bind(m, p, 1, lab)
-    out_lab = g.new(w.shape[0])
-    g.bind(m, p, 0, out_lab)
-    if bias is not None:
-        g.bind(*_owner(tr, bias, "linear"), 0, out_lab)
-    in_slot = (m, p, 1) if lab is not None else None
-    g.macs.append(MacTerm(out.numel() // w.shape[0], (m, p, 0), in_slot, w.shape[1], 1))
+    out_lab, tracked = _dense(tr, x, w, bias, 1, 0, "linear")
+    m, p = tr.param(w)
+    in_slot = (m, p, 1) if tracked else None
+    tr.graph.macs.append(MacTerm(out.numel() // w.shape[0], (m, p, 0), in_slot, w.shape[1], 1))
     tr.set(out, out_lab.reshape(_shape_at(w.shape[0], -1, out.dim())))
 
 
@@ -98,15 +104,7 @@ def addmm(tr: Tracer, func, args, kwargs, out) -> None:
     bias, x, w = args[0], args[1], args[2]
     if tr.param(w) is None:
         return matmul(tr, func, (x, w), {}, out)
-    m, p = tr.param(w)
-    lab = along(tr, x, -1, "addmm")
-    g = tr.graph
-    if lab is not None:
-        g.bind(m, p, 0, lab)
-    out_lab = g.new(w.shape[1])
-    g.bind(m, p, 1, out_lab)
-    if tr.param(bias) is not None and bias.dim() == 1:
-        g.bind(*tr.param(bias), 0, out_lab)
+    out_lab, _ = _dense(tr, x, w, bias, 0, 1, "addmm")
     tr.set(out, out_lab.reshape(1, -1))
 
 
