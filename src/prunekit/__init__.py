@@ -1,7 +1,10 @@
 """prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
-from . import functional, scope, scores, structures
+from . import data, functional, models, rewind, schedules, scope, scores, structures
 from .api import METHODS, prunable, prune, sparsity
+from .callbacks import Callback, History
 from .errors import (
+    CheckpointError,
+    DataFileError,
     InvalidSparsityError,
     MaskMismatchError,
     MissingDataError,
@@ -17,6 +20,8 @@ from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
 from .graph import compact
 from .graph.io import load_compact, save_compact
+from .rewind import finetune
+from .training import evaluate, train
 
 __version__ = "0.1.0"
 
@@ -24,6 +29,7 @@ __all__ = [
     "prune", "unprune", "compact", "save_compact", "load_compact", "sparsity", "summary", "prunable", "METHODS",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
+    "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "Callback", "History", "DataFileError", "CheckpointError",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
     "UnsupportedOperationError", "CompactionError",

@@ -40,3 +40,11 @@ class UnsupportedOperationError(UnsupportedLayerError):
 
 class CompactionError(PruneError):
     """Compaction would change the model's outputs, so no smaller model is returned."""
+
+
+class DataFileError(PruneError):
+    """A dataset file that is missing, truncated or not in the expected format."""
+
+
+class CheckpointError(PruneError):
+    """A weights or checkpoint file that cannot be read safely or does not fit the model."""
