@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_graph_models import (CifarResNet, LeNet5, bottleneck_resnet, densenet_block, mlp, mobilenet_block,
-                               transformer, vgg16_bn)
+                               transformer, vgg16_bn, vit_block)
 
 import prunekit as pk
 from prunekit.masks import Masks
@@ -100,3 +100,26 @@ def test_gpt2_from_config_heads_and_mlp():
     assert sum(a.num_heads for a in attn) == 4
     assert sum(b.mlp.c_fc.nf for b in small.transformer.h) == 128
     assert ref.shape == small(ids).logits.shape
+
+
+def test_fused_qkv_attention_loses_whole_heads():
+    small, _, _ = check_equivalent(vit_block(), torch.randn(2, 6, 16), sparsity=0.5, structure="heads")
+    attn = small[1]
+    assert attn.num_heads == 2 and attn.qkv.out_features == 3 * 2 * 8 and attn.proj.in_features == 16
+
+
+class Unflatten(torch.nn.Module):
+    """A linear layer reshaped into feature maps: its units become whole channels of the conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.conv, self.head = torch.nn.Linear(8, 36), torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.Linear(54, 3)
+
+    def forward(self, x):
+        y = self.conv(torch.relu(self.fc(x)).view(x.size(0), -1, 3, 3))
+        return self.head(y.flatten(1))
+
+
+def test_linear_unflattened_into_conv_channels():
+    small, _, _ = check_equivalent(Unflatten(), torch.randn(2, 8), sparsity=0.5)
+    assert small.fc.out_features == 9 * small.conv.in_channels and small.conv.in_channels < 4

@@ -199,3 +199,23 @@ def transformer(handwritten: bool = False, layers: int = 2) -> nn.Module:
 def test_models_run() -> None:
     assert CifarResNet(20)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert transformer(True)(torch.randn(2, 5, 16)).shape == (2, 5, 10)
+
+
+class FusedQKVAttention(nn.Module):
+    """timm/ViT-style attention: one qkv projection reshaped to (3, heads, head_dim) and unbound."""
+
+    def __init__(self, dim: int = 32, num_heads: int = 4):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, -1))
+
+
+def vit_block() -> nn.Module:
+    return nn.Sequential(nn.Linear(16, 32), FusedQKVAttention(), nn.GELU(), nn.Linear(32, 10))

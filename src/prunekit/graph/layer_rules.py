@@ -12,14 +12,20 @@ from .trace import Tracer, rule
 
 
 def along(tr: Tracer, x: torch.Tensor, d: int, op: str) -> torch.Tensor | None:
-    """The 1-D labels of ``x`` along ``d`` (None if untracked); labels varying elsewhere are refused."""
+    """The 1-D labels of ``x`` along ``d`` (None if untracked).
+
+    Labels that also vary along other dims (e.g. unflattened features) are merged along those dims
+    first: coarser units are always safe.
+    """
     lab = tr.get(x)
     if lab is None:
         return None
     lab = lab.reshape((1,) * (x.dim() - lab.dim()) + tuple(lab.shape))
     d = d % x.dim()
-    if [v for v in varying(lab) if v != d]:
-        tr.fail(op, f"its input carries channels on dim {varying(lab)}, but the op works on dim {d}")
+    for v in varying(lab):
+        if v != d:
+            tr.graph.union(lab, lab.narrow(v, 0, 1))
+            lab = lab.narrow(v, 0, 1)
     return lab.reshape(-1).expand(x.shape[d]) if lab.shape[d] == 1 else lab.reshape(-1)
 
 

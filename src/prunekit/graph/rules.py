@@ -130,8 +130,8 @@ def shape(tr: Tracer, func, args, kwargs, out) -> None:
     if func.__name__ in RESHAPE:
         for ins, outs in reshape_groups(tuple(x.shape), tuple(out.shape)):
             if len(outs) > 1 and any(before.shape[i] > 1 for i in ins):
-                for d in outs[1:]:  # e.g. (B, T, E) -> (B, T, H, hd): a head is one unit
-                    tr.graph.union(after, after.narrow(d, 0, 1))
+                d = outs[-1]  # e.g. (B, T, E) -> (B, T, H, hd) or (B, T, 3, H, hd): a head is one unit
+                tr.graph.union(after, after.narrow(d, 0, 1))
                 split = True
         after = tr.graph.canonical(after)
     tr.set(out, after)
