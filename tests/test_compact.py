@@ -123,3 +123,13 @@ class Unflatten(torch.nn.Module):
 def test_linear_unflattened_into_conv_channels():
     small, _, _ = check_equivalent(Unflatten(), torch.randn(2, 8), sparsity=0.5)
     assert small.fc.out_features == 9 * small.conv.in_channels and small.conv.in_channels < 4
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (2, 1, 28, 28)), ("lenet5", (2, 1, 28, 28)),
+                                         ("resnet20", (1, 3, 32, 32)), ("vgg11", (1, 3, 32, 32))])
+def test_zoo_models_compact(name, shape):
+    """The zoo's own definitions (not only the test copies) trace and compact."""
+    model, x = pk.models.create(name).eval(), torch.randn(shape)
+    pk.prune(model, 0.5, structure="channels", example_inputs=x)
+    small = pk.compact(model, x)  # compact() itself checks outputs against the masked model
+    assert pk.summary(small, x).macs == pk.summary(model, x).nonzero_macs
