@@ -21,9 +21,10 @@ from .trace import trace
 PLAN_ATTR = "_prunekit_plan"
 
 
-def pruned_roots(graph: Graph) -> set[int]:
+def pruned_roots(graph: Graph, units: list | None = None, locked: set[int] | None = None) -> set[int]:
     """Units whose every parameter slice is masked out (and that touch at least one mask)."""
-    units, locked = units_of(graph)
+    if units is None or locked is None:
+        units, locked = units_of(graph)
     gone = set()
     for u in units:
         if u.root in locked:

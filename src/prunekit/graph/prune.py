@@ -89,7 +89,7 @@ def prune_structured(
         scores = normalized(scores, units)
     if bool(scores[cands].isnan().all()):
         raise PruneError(f"score {score!r} cannot rank any prunable unit (bn-scale needs BatchNorm layers)")
-    already = pruned_roots(graph)
+    already = pruned_roots(graph, units, locked)
     scores = scores.clone()
     for i, u in enumerate(units):
         if u.root in already:

@@ -27,7 +27,7 @@ class Allocator:
             raise InvalidSparsityError(f"round_to must be a positive integer (got {round_to!r})")
         self.graph, self.units, self.cands = graph, units, candidates
         self.scope, self.max_ratio, self.round_to = scope, max_ratio, round_to
-        self.scores = scores
+        self.finite = [bool(v < math.inf) for v in scores.tolist()]
         self.order = sorted(candidates, key=lambda i: (float(scores[i]), i))
         self.group_size: dict[int, int] = {}
         for u in units:
@@ -50,7 +50,7 @@ class Allocator:
         chosen: set[int] = set()
 
         def allowed(i: int) -> bool:
-            if self.scores[i] == math.inf:
+            if not self.finite[i]:
                 return False
             g = self.units[i].group
             cap = math.floor(self.max_ratio * self.group_size[g] + 1e-9)
@@ -116,11 +116,12 @@ class Allocator:
                 f"macs_reduction={target} is unreachable: removing every prunable unit the guard and "
                 f"max_ratio allow gives {dense / max(self.macs(best), 1):.2f}x; lower the target"
             )
-        lo, hi = 0.0, 1.0
-        for _ in range(30):
-            mid = (lo + hi) / 2
-            if dense / max(self.macs(self.select(mid)), 1) >= target:
+        lo, hi = 0, len(self.cands)  # bisect on the number of units (sparsity k / n)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if dense / max(self.macs(self.select(mid / len(self.cands))), 1) >= target:
                 hi = mid
             else:
                 lo = mid
+        hi = hi / len(self.cands)
         return hi, self.select(hi)
