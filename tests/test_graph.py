@@ -1,6 +1,8 @@
 """Dependency graph, group scores, allocation and the error paths of structured pruning."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -172,3 +174,44 @@ def test_argument_errors():
         pk.prune(model, 0.5, structure="channels", example_inputs=x, exclude=[nn.Linear])
     with pytest.raises(pk.PruneError, match="graph options|structure"):
         pk.prune(model, 0.5, example_inputs=x)
+
+
+@settings(max_examples=15, deadline=None)
+@given(widths_=st.lists(st.integers(1, 12), min_size=1, max_size=3), sparsity=st.floats(0, 0.95),
+       scope=st.sampled_from(["global", "layer"]), score=st.sampled_from(["l1", "l2", "fpgm", "random"]))
+def test_any_mlp_compacts_to_equal_outputs(widths_, sparsity, scope, score):
+    dims = [5, *widths_, 3]
+    layers = []
+    for a, b in zip(dims, dims[1:]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    model, x = nn.Sequential(*layers[:-1]).eval(), torch.randn(3, 5)
+    pk.prune(model, sparsity, structure="channels", example_inputs=x, scope=scope, score=score)
+    small = pk.compact(model, x)
+    torch.testing.assert_close(small(x), model(x), atol=1e-5, rtol=1e-5)
+    kept = [m.out_features for m in small if isinstance(m, nn.Linear)][:-1]
+    n = sum(widths_)
+    if scope == "global":  # exact count, except what the guard (one unit per layer) refuses
+        assert n - sum(kept) == min(round(sparsity * n), n - len(widths_))
+    else:
+        assert kept == [w - min(round(sparsity * w), w - 1) for w in widths_]
+
+
+def test_exclude_keeps_a_layer_whole():
+    model, x = mlp().eval(), torch.randn(2, 64)
+    pk.prune(model, 0.5, structure="channels", example_inputs=x, exclude=["1"])
+    assert widths(pk.compact(model, x))[:2] == [48, 16]
+
+
+def test_pretrained_resnet56_compacts_exactly():
+    ckpt = Path(__file__).resolve().parents[2] / "shared" / "models" / "cifar10-resnet" / "resnet56-4bfd9763.th"
+    if not ckpt.is_file():
+        pytest.skip("pretrained ResNet-56 not present")
+    model = CifarResNet(56)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    pk.prune(model, structure="channels", example_inputs=x, macs_reduction=2.0, scope="layer")
+    small = pk.compact(model, x)
+    torch.testing.assert_close(small(x), model(x), atol=1e-5, rtol=1e-5)
+    assert pk.summary(model, x).macs / pk.summary(small, x).macs >= 2.0
