@@ -133,3 +133,21 @@ def test_zoo_models_compact(name, shape):
     pk.prune(model, 0.5, structure="channels", example_inputs=x)
     small = pk.compact(model, x)  # compact() itself checks outputs against the masked model
     assert pk.summary(small, x).macs == pk.summary(model, x).nonzero_macs
+
+
+class Mixed(torch.nn.Module):
+    """Stack, comparisons and *_like constructors on channel tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.out = torch.nn.Linear(4, 8), torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = torch.stack([self.a(x), self.b(x)], 0).sum(0)
+        h = torch.where(h > 0, h, torch.zeros_like(h))
+        return self.out(h)
+
+
+def test_stack_where_and_like_ops():
+    small, _, _ = check_equivalent(Mixed(), torch.randn(3, 4), sparsity=0.5)
+    assert small.a.out_features == small.b.out_features == small.out.in_features == 4

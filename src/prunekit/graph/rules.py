@@ -20,8 +20,12 @@ POINTWISE = (
     "sqrt", "rsqrt", "pow", "__pow__", "clone", "contiguous", "detach", "to", "float", "half", "double",
     "bfloat16", "type", "type_as", "clamp", "clamp_", "clamp_min", "clamp_max", "square", "erf", "tanh_",
     "sigmoid_", "masked_fill", "masked_fill_", "reciprocal", "sin", "cos", "alpha_dropout", "feature_alpha_dropout",
-    "dropout1d", "dropout2d", "dropout3d", "fill_", "zero_", "copy_", "cpu", "cuda",
+    "dropout1d", "dropout2d", "dropout3d", "fill_", "zero_", "copy_", "cpu", "cuda", "eq", "__eq__", "ne",
+    "__ne__", "gt", "__gt__", "lt", "__lt__", "ge", "__ge__", "le", "__le__", "isnan", "isinf", "isfinite",
+    "logical_not", "__invert__", "__and__", "__or__", "logical_and", "logical_or", "sign", "floor", "ceil", "round",
 )
+LIKE = ("zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like", "randint_like")
+FRESH = ("new_zeros", "new_ones", "new_empty", "new_full", "new_tensor")
 SHAPE = ("view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "squeeze", "unsqueeze",
          "expand", "expand_as", "movedim", "moveaxis", "swapaxes", "view_as", "reshape_as", "__getitem__",
          "narrow", "select")
@@ -220,6 +224,31 @@ def cat(tr: Tracer, func, args, kwargs, out) -> None:
     if len(tracked) < len(tensors):
         tr.graph.lock(tracked[0])
     tr.set(out, tracked[0])
+
+
+@rule(*LIKE)
+def like(tr: Tracer, func, args, kwargs, out) -> None:
+    """``zeros_like(x)`` and friends take x's (compacted) shape, so they follow x's channels."""
+    tr.set(out, tr.get(args[0]))
+
+
+@rule(*FRESH)
+def fresh(tr: Tracer, func, args, kwargs, out) -> None:
+    """Tensors made with an explicit size carry no channels."""
+
+
+@rule("stack")
+def stack(tr: Tracer, func, args, kwargs, out) -> None:
+    """Stacking couples the inputs position by position (an untracked input locks them)."""
+    tensors = list(args[0])
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else 0) % out.dim()
+    labs = [tr.get(t) for t in tensors]
+    tracked = [aligned(l, out.dim() - 1) for l in labs if l is not None]
+    for l in tracked[1:]:
+        tr.graph.union(tracked[0], l)
+    if len(tracked) < len(tensors):
+        tr.graph.lock(tracked[0])
+    tr.set(out, tracked[0].unsqueeze(dim))
 
 
 @rule("pad")
