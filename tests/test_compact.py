@@ -151,3 +151,13 @@ class Mixed(torch.nn.Module):
 def test_stack_where_and_like_ops():
     small, _, _ = check_equivalent(Mixed(), torch.randn(3, 4), sparsity=0.5)
     assert small.a.out_features == small.b.out_features == small.out.in_features == 4
+
+
+def test_torch_transformer_encoder_layer():
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, dropout=0.0)
+    model = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    x = torch.randn(2, 5, 32)
+    small, _, _ = check_equivalent(model, x, sparsity=0.5, structure="heads")
+    assert [m.self_attn.num_heads for m in small.layers] != [4, 4]
+    small, _, _ = check_equivalent(small, x, sparsity=0.5, structure="channels")
+    assert sum(m.linear1.out_features for m in small.layers) == 64
