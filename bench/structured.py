@@ -120,7 +120,7 @@ def resnet_case(quick: bool) -> tuple[list[dict], list[str]]:
             notes.append(note)
         if tp_model is not None:
             models[f"torch-pruning {target:.0f}x"], prune_s[f"torch-pruning {target:.0f}x"] = tp_model, secs
-    return case("resnet56", models, prune_s, (1, 3, 32, 32), (10, 3) if quick else (60, 8)), notes
+    return case("resnet56", models, prune_s, (1, 3, 32, 32), (10, 3) if quick else (100, 16)), notes
 
 
 def gemm_cases(quick: bool) -> list[dict]:
