@@ -74,7 +74,8 @@ class Tracer(TorchFunctionMode):
     def fail(self, op: str, why: str) -> None:
         raise UnsupportedOperationError(
             f"cannot resolve channel coupling through {op!r} in layer {self.here()!r}: {why}. "
-            "Exclude the layers around it (exclude=[...]) or use structure='weights'/'neurons'"
+            "Channel/head pruning needs every op between prunable layers to be understood: express it with "
+            "supported torch ops, or prune this model with structure='weights' or 'neurons'"
         )
 
     def param(self, t: Any) -> tuple[str, str] | None:
