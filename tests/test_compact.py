@@ -161,3 +161,20 @@ def test_torch_transformer_encoder_layer():
     assert [m.self_attn.num_heads for m in small.layers] != [4, 4]
     small, _, _ = check_equivalent(small, x, sparsity=0.5, structure="channels")
     assert sum(m.linear1.out_features for m in small.layers) == 64
+
+
+class GLU(torch.nn.Module):
+    """``a, b = fc(x).chunk(2)``: channel j of both halves is one unit."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.out = torch.nn.Linear(4, 12), torch.nn.Linear(6, 2)
+
+    def forward(self, x):
+        a, b = self.fc(x).chunk(2, dim=-1)
+        return self.out(a * torch.sigmoid(b))
+
+
+def test_chunk_couples_the_halves():
+    small, _, _ = check_equivalent(GLU(), torch.randn(3, 4), sparsity=0.5)
+    assert small.fc.out_features == 2 * small.out.in_features < 12
