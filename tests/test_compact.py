@@ -178,3 +178,11 @@ class GLU(torch.nn.Module):
 def test_chunk_couples_the_halves():
     small, _, _ = check_equivalent(GLU(), torch.randn(3, 4), sparsity=0.5)
     assert small.fc.out_features == 2 * small.out.in_features < 12
+
+
+def test_conv_transpose_decoder():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+                                torch.nn.ConvTranspose2d(8, 6, 2, stride=2), torch.nn.BatchNorm2d(6), torch.nn.ReLU(),
+                                torch.nn.Conv2d(6, 3, 1))
+    small, _, _ = check_equivalent(model, torch.randn(2, 3, 8, 8), sparsity=0.5)
+    assert small[2].in_channels == small[0].out_channels < 8 and small[2].out_channels == small[3].num_features < 6

@@ -70,6 +70,30 @@ def conv(tr: Tracer, func, args, kwargs, out) -> None:
     tr.set(out, out_lab.reshape(_shape_at(cout, 1, out.dim())))
 
 
+@rule("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+def conv_transpose(tr: Tracer, func, args, kwargs, out) -> None:
+    """Transposed convolutions keep their weight as (in, out/groups, k...); grouped ones are kept whole."""
+    x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
+    m, p = _owner(tr, w, func.__name__)
+    lab = along(tr, x, 1, func.__name__)
+    cout = w.shape[1] * groups
+    out_lab = tr.graph.new(cout, locked=groups != 1)
+    if groups == 1:
+        if lab is not None:
+            tr.graph.bind(m, p, 0, lab)
+        tr.graph.bind(m, p, 1, out_lab)
+    elif lab is not None:
+        tr.graph.lock(lab)
+    if bias is not None:
+        tr.graph.bind(*_owner(tr, bias, func.__name__), 0, out_lab)
+    in_slot = (m, p, 0) if lab is not None and groups == 1 else None
+    if groups == 1:
+        tr.graph.macs.append(MacTerm(x.numel() // x.shape[1], (m, p, 1), in_slot, w.shape[0], w[0, 0].numel()))
+    tr.set(out, out_lab.reshape(_shape_at(cout, 1, out.dim())))
+
+
 def _dense(tr: Tracer, x, w, bias, in_dim: int, out_dim: int, op: str) -> tuple[torch.Tensor, bool]:
     """A weight that maps input channels (``in_dim`` of w) to fresh output channels (``out_dim``)."""
     m, p = _owner(tr, w, op)
