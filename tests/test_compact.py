@@ -186,3 +186,12 @@ def test_conv_transpose_decoder():
                                 torch.nn.Conv2d(6, 3, 1))
     small, _, _ = check_equivalent(model, torch.randn(2, 3, 8, 8), sparsity=0.5)
     assert small[2].in_channels == small[0].out_channels < 8 and small[2].out_channels == small[3].num_features < 6
+
+
+def test_group_norm_loses_whole_groups():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.GroupNorm(4, 16), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 8, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(8, 2))
+    small, _, _ = check_equivalent(model, torch.randn(2, 3, 8, 8), sparsity=0.5, scope="layer")
+    gn = small[1]
+    assert gn.num_channels == small[0].out_channels == 4 * gn.num_groups and gn.num_groups == 2

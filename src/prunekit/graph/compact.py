@@ -86,6 +86,10 @@ def _sync(module: nn.Module) -> None:
         module.out_channels = w.shape[0]
     elif isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         module.in_channels, module.out_channels = w.shape[0], w.shape[1] * module.groups
+    elif isinstance(module, nn.GroupNorm):
+        per_group = module.num_channels // module.num_groups
+        module.num_channels = w.shape[0]
+        module.num_groups = w.shape[0] // per_group
     elif isinstance(module, nn.modules.batchnorm._NormBase):
         module.num_features = (w if w is not None else module.running_mean).shape[0]
     elif hasattr(module, "nf") and hasattr(module, "nx") and w is not None and w.dim() == 2:

@@ -200,7 +200,24 @@ def batch_norm(tr: Tracer, func, args, kwargs, out) -> None:
         tr.set(out, lab.reshape(_shape_at(x.shape[1], 1, out.dim())))
 
 
-@rule("layer_norm", "group_norm", "rms_norm")
+@rule("group_norm")
+def group_norm(tr: Tracer, func, args, kwargs, out) -> None:
+    """GroupNorm normalizes each group on its own: a whole group is one unit, its entries follow."""
+    x = args[0]
+    lab = along(tr, x, 1, "group_norm")
+    if lab is None:
+        return
+    groups = args[1] if len(args) > 1 else kwargs["num_groups"]
+    per = lab.reshape(groups, -1)
+    tr.graph.union(per, per[:, :1])
+    for i, name in ((2, "weight"), (3, "bias")):
+        t = args[i] if len(args) > i else kwargs.get(name)
+        if tr.param(t) is not None:
+            tr.graph.bind(*tr.param(t), 0, lab)
+    tr.set(out, lab.reshape(_shape_at(x.shape[1], 1, out.dim())))
+
+
+@rule("layer_norm", "rms_norm")
 def norm(tr: Tracer, func, args, kwargs, out) -> None:
     """Norms over channels mix them (the mean and variance change), so their channels are kept."""
     x = args[0]
