@@ -9,6 +9,9 @@ from torch import nn
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
+# Test tensors are tiny: one thread avoids OpenMP oversubscription on a shared 2-core machine.
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def shared() -> Path:
