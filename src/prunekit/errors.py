@@ -32,3 +32,7 @@ class UnsupportedLayerError(PruneError):
 
 class MaskMismatchError(PruneError):
     """Masks that do not fit the model they are applied to."""
+
+
+class InsufficientSamplesError(PruneError):
+    """Too few inputs or mask draws for a confidence bound to reach the requested probability."""
