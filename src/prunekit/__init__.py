@@ -1,7 +1,10 @@
 """prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
-from . import functional, scope, scores, structures
+from . import data, functional, models, scope, scores, structures
 from .api import METHODS, prunable, prune, sparsity
+from .callbacks import Callback, History
 from .errors import (
+    CheckpointError,
+    DataFileError,
     InsufficientSamplesError,
     InvalidSparsityError,
     MaskMismatchError,
@@ -14,6 +17,7 @@ from .errors import (
 )
 from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
+from .training import evaluate, train
 
 __version__ = "0.1.0"
 
@@ -31,6 +35,7 @@ __all__ = [
     "prune", "unprune", "sparsity", "summary", "prunable", "METHODS",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
+    "data", "models", "train", "evaluate", "Callback", "History", "DataFileError", "CheckpointError",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
     "InsufficientSamplesError", "theory",

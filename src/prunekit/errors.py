@@ -34,5 +34,13 @@ class MaskMismatchError(PruneError):
     """Masks that do not fit the model they are applied to."""
 
 
+class DataFileError(PruneError):
+    """A dataset file that is missing, truncated or not in the expected format."""
+
+
+class CheckpointError(PruneError):
+    """A weights or checkpoint file that cannot be read safely or does not fit the model."""
+
+
 class InsufficientSamplesError(PruneError):
     """Too few inputs or mask draws for a confidence bound to reach the requested probability."""

@@ -1,0 +1,57 @@
+"""Datasets: ``load(name, root)`` → ``(train, val, test)``; validation is carved from training data."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import UnknownNameError
+from .base import ArrayDataset, batches, num_batches, split
+from .builtin import digits, synthetic
+
+_LOADERS: dict[str, Callable[..., tuple[ArrayDataset, ArrayDataset, Any]]] = {}
+
+
+def _register(name: str, needs_root: bool = False):
+    def deco(fn):
+        _LOADERS[name] = (fn, needs_root)
+        return fn
+
+    return deco
+
+
+@_register("digits")
+def _digits(root, seed, **kw):
+    return (*digits(**kw), None)
+
+
+@_register("synthetic")
+def _synthetic(root, seed, **kw):
+    return (*synthetic(**{"seed": seed, **kw}), None)
+
+
+def names() -> list[str]:
+    """The dataset names :func:`load` accepts."""
+    return sorted(_LOADERS)
+
+
+def load(name: str, root: str | Path | None = None, *, val_fraction: float = 0.1, seed: int = 0,
+         **options: Any) -> tuple[ArrayDataset, ArrayDataset | None, ArrayDataset]:
+    """``(train, val, test)`` datasets of images ``(C, H, W)`` float32 and integer labels.
+
+    ``val`` is a seeded random ``val_fraction`` of the official training set (None when 0); the test
+    set is never used for any selection. ``root`` is the folder holding the dataset's files (unused
+    by ``digits`` and ``synthetic``); ``options`` go to the dataset (for example ``augment=False``).
+    """
+    if name not in _LOADERS:
+        raise UnknownNameError(f"unknown dataset {name!r}; valid datasets: {', '.join(names())}")
+    fn, needs_root = _LOADERS[name]
+    if needs_root and root is None:
+        from ..errors import DataFileError
+
+        raise DataFileError(f"dataset {name!r} needs root= (or --data-dir) pointing at its files")
+    full, test, train_transform = fn(Path(root) if root is not None else None, seed, **options)
+    train, val = split(full, val_fraction, seed, train_transform)
+    return train, val, test
+
+
+__all__ = ["load", "names", "ArrayDataset", "batches", "num_batches", "split", "digits", "synthetic"]

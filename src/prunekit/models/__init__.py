@@ -1,0 +1,47 @@
+"""The model zoo: ``create(name, num_classes=…, in_channels=…)`` and safe ``load_weights``."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import UnknownNameError
+from .resnet import ResNet, resnet
+from .small import CNN, MLP, LeNet5, cnn, lenet5, lenet300, mlp
+from .vgg import VGG, vgg
+from .weights import load_weights, read_state_dict
+
+# name -> (factory, default in_channels, default input size)
+_ZOO: dict[str, tuple[Callable[..., nn.Module], int, int]] = {
+    "mlp": (mlp, 1, 28),
+    "lenet300": (lenet300, 1, 28),
+    "cnn": (cnn, 1, 8),
+    "lenet5": (lenet5, 1, 28),
+    **{f"resnet{d}": (resnet(d), 3, 32) for d in (20, 32, 44, 56)},
+    **{f"vgg{d}": (vgg(d), 3, 32) for d in (11, 16)},
+}
+
+
+def names() -> list[str]:
+    """The model names :func:`create` accepts."""
+    return sorted(_ZOO)
+
+
+def create(name: str, *, num_classes: int = 10, in_channels: int | None = None,
+           input_size: int | tuple[int, int] | None = None, **options: Any) -> nn.Module:
+    """A freshly initialised model from the zoo.
+
+    ``in_channels`` / ``input_size`` default to the model's usual data (1×28×28 for the MNIST
+    models, 1×8×8 for ``cnn``, 3×32×32 for the CIFAR ResNets and VGGs); ``options`` go to the
+    model (for example ``hidden=(64,)`` for ``mlp``).
+    """
+    if name not in _ZOO:
+        raise UnknownNameError(f"unknown model {name!r}; valid models: {', '.join(names())}")
+    factory, channels, size = _ZOO[name]
+    size = input_size if input_size is not None else size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return factory(num_classes=num_classes, in_channels=in_channels or channels, input_size=size, **options)
+
+
+__all__ = ["create", "names", "load_weights", "read_state_dict",
+           "MLP", "CNN", "LeNet5", "ResNet", "VGG"]
