@@ -31,7 +31,13 @@ def _outputs(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
     parts = []
     with torch.no_grad():
         for chunk in x.split(batch_size):
-            out = model(chunk)
+            try:
+                out = model(chunk)
+            except RuntimeError as err:
+                raise PruneError(
+                    f"the model cannot run on inputs of shape {tuple(chunk.shape[1:])} ({err}); "
+                    "pass inputs (or input_shape=) that fit it"
+                ) from None
             if not isinstance(out, torch.Tensor):
                 raise PruneError(f"the model returned {type(out).__name__}; gap analysis needs a tensor output")
             parts.append(out.flatten(1).double())

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .gap import gap
+from .gap import gap, is_stochastic
 from .networks import random_network
 
 
@@ -34,32 +34,33 @@ def sweep(
             for s in sparsities:
                 rep = gap(
                     net, inputs, sparsity=s, score=score, scope="layer", rescale=rescale, n_inputs=n_inputs,
-                    trials=trials if score == "random" else 1, seed=seed,
+                    trials=trials if is_stochastic(score) else 1, seed=seed,
                 )
                 rows.append({
-                    "kind": kind, "init": init, "widths": list(widths), "depth": len(widths) - 1,
+                    "net": f"{kind} {'-'.join(map(str, widths))}", "kind": kind, "init": init,
+                    "widths": list(widths), "depth": len(widths) - 1,
                     "width": max(widths[1:-1], default=widths[-1]), "rescale": rescale, **rep.summary(),
                 })
     return rows
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, metric: str = "rel_mean_sq", title: str = "") -> Path:
-    """Plot ``metric`` against sparsity: one colour per network, solid for magnitude, dashed for random."""
+    """Plot ``metric`` against sparsity: one colour per ``row["net"]``, dashed for random, solid otherwise."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    nets = list(dict.fromkeys(tuple(r["widths"]) for r in rows))
+    nets = list(dict.fromkeys(r["net"] for r in rows))
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for i, widths in enumerate(nets):
+    for i, net in enumerate(nets):
         for score in dict.fromkeys(r["score"] for r in rows):
-            pts = sorted((r["sparsity"], r[metric]) for r in rows if tuple(r["widths"]) == widths and r["score"] == score)
+            pts = sorted((r["sparsity"], r[metric]) for r in rows if r["net"] == net and r["score"] == score)
             if pts:
                 ax.plot(*zip(*pts), color=f"C{i % 10}", linestyle="-" if score != "random" else "--",
-                        marker="o", markersize=3, label=f"{score} {'-'.join(map(str, widths))}")
+                        marker="o", markersize=3, label=f"{score} {net}")
     ax.set_yscale("log")
-    ax.set_xlabel("sparsity (fraction of weights pruned, every layer)")
+    ax.set_xlabel("sparsity (fraction of prunable weights pruned)")
     ax.set_ylabel({"rel_mean_sq": "E[(‖Δy‖ / ‖y‖)²]", "mean_sq": "E‖Δy‖²"}.get(metric, metric))
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
