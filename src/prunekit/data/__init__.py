@@ -7,6 +7,8 @@ from typing import Any, Callable
 from ..errors import UnknownNameError
 from .base import ArrayDataset, batches, num_batches, split
 from .builtin import digits, synthetic
+from .cifar import load_cifar10
+from .idx import load_idx_set
 
 _LOADERS: dict[str, Callable[..., tuple[ArrayDataset, ArrayDataset, Any]]] = {}
 
@@ -29,6 +31,21 @@ def _synthetic(root, seed, **kw):
     return (*synthetic(**{"seed": seed, **kw}), None)
 
 
+@_register("mnist", needs_root=True)
+def _mnist(root, seed, **kw):
+    return load_idx_set("mnist", root, **kw)
+
+
+@_register("fashion-mnist", needs_root=True)
+def _fashion(root, seed, **kw):
+    return load_idx_set("fashion-mnist", root, **kw)
+
+
+@_register("cifar10", needs_root=True)
+def _cifar10(root, seed, **kw):
+    return load_cifar10(root, **kw)
+
+
 def names() -> list[str]:
     """The dataset names :func:`load` accepts."""
     return sorted(_LOADERS)
@@ -40,7 +57,10 @@ def load(name: str, root: str | Path | None = None, *, val_fraction: float = 0.1
 
     ``val`` is a seeded random ``val_fraction`` of the official training set (None when 0); the test
     set is never used for any selection. ``root`` is the folder holding the dataset's files (unused
-    by ``digits`` and ``synthetic``); ``options`` go to the dataset (for example ``augment=False``).
+    by ``digits`` and ``synthetic``): the folder with MNIST's / Fashion-MNIST's four IDX ``.gz``
+    files (or its ``mnist`` / ``fashion-mnist`` sub-folder), or the folder with CIFAR-10's
+    ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``. Images are normalized per batch;
+    ``options`` go to the dataset (``augment=False`` turns off CIFAR's crop + flip).
     """
     if name not in _LOADERS:
         raise UnknownNameError(f"unknown dataset {name!r}; valid datasets: {', '.join(names())}")
@@ -54,4 +74,5 @@ def load(name: str, root: str | Path | None = None, *, val_fraction: float = 0.1
     return train, val, test
 
 
-__all__ = ["load", "names", "ArrayDataset", "batches", "num_batches", "split", "digits", "synthetic"]
+__all__ = ["load", "names", "ArrayDataset", "batches", "num_batches", "split", "digits", "synthetic",
+           "load_idx_set", "load_cifar10"]

@@ -51,15 +51,18 @@ class ArrayDataset(Dataset):
 
 def split(full: ArrayDataset, val_fraction: float, seed: int,
           train_transform: Transform | None = None) -> tuple[ArrayDataset, ArrayDataset | None]:
-    """Carve a seeded random validation set out of a training set; only train gets augmentation."""
+    """Carve a seeded random validation set out of a training set.
+
+    Validation keeps ``full``'s own transform (normalization); only training gets ``train_transform``.
+    """
     if not 0 <= val_fraction < 1:
         from ..errors import PruneError
 
         raise PruneError(f"val_fraction must be in [0, 1) (got {val_fraction})")
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(full)))
-    train = full.subset(perm[n_val:].sort().values, train_transform)
-    val = full.subset(perm[:n_val].sort().values) if n_val else None
+    train = full.subset(perm[n_val:].sort().values, train_transform or full.transform)
+    val = full.subset(perm[:n_val].sort().values, full.transform) if n_val else None
     return train, val
 
 
