@@ -149,3 +149,30 @@ def test_clopper_pearson_is_a_valid_interval(n, frac, conf):
     assert 0 <= low <= p <= high <= 1
     mirrored = theory.clopper_pearson(n - k, n, conf)
     assert math.isclose(low, 1 - mirrored[2], abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("init", ["gaussian", "uniform"])
+def test_energy_fraction_matches_magnitude_pruning_of_a_large_iid_layer(init):
+    layer = theory.random_network([400, 400], init=init, seed=0)
+    w = layer[0].weight.detach().clone()
+    for s in (0.2, 0.5, 0.9):
+        pruned = theory.random_network([400, 400], init=init, seed=0)
+        pk.prune(pruned, sparsity=s, score="magnitude")
+        removed = 1 - float(pruned[0].weight.detach().pow(2).sum() / w.pow(2).sum())
+        assert removed == pytest.approx(theory.energy_fraction(s, "magnitude", init), abs=5e-3)
+    assert theory.energy_fraction(0.3, "random") == 0.3
+    assert theory.predicted_rel_gap(0.5, 1, "random") == pytest.approx(0.5)
+    assert theory.predicted_rel_gap(0.5, 3, "random") == pytest.approx(0.875)
+
+
+def test_joint_allocation_meets_the_target_with_all_layers_pruned(fcn):
+    x = theory.draw_inputs((16,), 160, seed=11)
+    alone = theory.max_sparsity(fcn, x, eps=0.3, delta=0.1, relative=True, steps=5)
+    joint = theory.max_sparsity(fcn, x, eps=0.3, delta=0.1, relative=True, joint=True)
+    assert joint.mode == "joint" and alone.mode == "layer"
+    assert joint.joint.prob_within(0.3, relative=True)[1] >= 0.9
+    assert alone.joint.prob_within(0.3, relative=True)[1] < 0.9  # per-layer limits alone overshoot
+    assert 0 < joint.sparsity and all(r * 32 == int(r * 32) for r in joint.ratios.values())
+    looser = theory.max_sparsity(fcn, x, eps=0.6, delta=0.1, relative=True, joint=True)
+    assert all(joint.ratios[k] <= looser.ratios[k] for k in joint.ratios)
+    assert looser.sparsity > joint.sparsity

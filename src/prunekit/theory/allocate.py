@@ -1,13 +1,13 @@
 """max_sparsity: how far each layer (or the whole model) can be pruned while P(gap ≤ ε) ≥ 1 − δ.
 
 A sparsity counts as safe when the lower end of the Clopper–Pearson interval of P(gap ≤ ε) is at
-least 1 − δ. Bisection runs on the fixed dyadic grid j / 2^steps with the same inputs and mask seeds
-for every call, so a larger ε or δ can never give a smaller answer.
+least 1 − δ. Bisection runs on a fixed grid (j / 2^steps, or a path that does not depend on ε or δ)
+with the same inputs and mask seeds for every call, so a larger ε or δ never gives a smaller answer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -18,29 +18,32 @@ from .gap import Evaluator
 from .report import GapReport
 from .stats import min_samples
 
+_JOINT_GRID = 32  # per-layer cost curves for joint=True are measured at j/32
+
 
 @dataclass
 class Allocation:
     """The answer of :func:`max_sparsity`.
 
     ``ratios`` maps every prunable weight to its sparsity and goes straight to
-    ``pk.prune(model, score=..., scope=allocation.ratios)``. ``reports`` holds the gap at each layer's
-    chosen ratio (that layer pruned alone, when ``per_layer``); ``joint`` the gap with all layers
-    pruned together, which may exceed ε because per-layer budgets do not add up exactly.
+    ``pk.prune(model, score=..., scope=allocation.ratios)``. ``mode`` is "layer" (each layer's own
+    limit), "joint" or "global". ``reports`` holds the gap at each layer's ratio with that layer
+    pruned alone; ``joint`` the gap with all layers pruned together, which meets the target in the
+    "joint" and "global" modes but not, in general, in the "layer" mode, where the gaps add up.
     """
 
     ratios: dict[str, float]
     sparsity: float
     eps: float
     delta: float
-    per_layer: bool
+    mode: str
     joint: GapReport
     reports: dict[str, GapReport] = field(default_factory=dict)
     norm: str = "l2"
     relative: bool = False
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per layer: name, size, chosen sparsity, and P(gap ≤ ε) with its interval there."""
+        """One row per layer: name, chosen sparsity, and P(gap ≤ ε) with its interval (layer alone)."""
         rows = []
         for name, ratio in self.ratios.items():
             rep = self.reports.get(name, self.joint)
@@ -49,15 +52,38 @@ class Allocation:
         return rows
 
 
-def _largest(feasible: Callable[[float], bool], steps: int) -> float:
-    """The largest j / 2^steps (j < 2^steps) that bisection finds feasible, given 0 is."""
-    lo, hi = 0, (1 << steps) - 1
-    if feasible(hi / (1 << steps)):
-        return hi / (1 << steps)
+def _largest_index(feasible: Callable[[int], bool], n: int) -> int:
+    """The largest index in [0, n) that bisection finds feasible, given index 0 is."""
+    lo, hi = 0, n - 1
+    if feasible(hi):
+        return hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if feasible(mid / (1 << steps)) else (lo, mid)
-    return lo / (1 << steps)
+        lo, hi = (mid, hi) if feasible(mid) else (lo, mid)
+    return lo
+
+
+def _largest(feasible: Callable[[float], bool], steps: int) -> float:
+    """The largest j / 2^steps (j < 2^steps) that bisection finds feasible, given 0 is."""
+    grid = 1 << steps
+    return _largest_index(lambda j: feasible(j / grid), grid) / grid
+
+
+def _greedy_path(costs: Mapping[str, Sequence[float]], sizes: Mapping[str, int], grid: int) -> list[dict[str, float]]:
+    """Allocations from dense to every layer at (grid−1)/grid, one grid step of one layer at a time.
+
+    Each step raises the layer whose next step adds the least cost per weight removed: the
+    marginal-cost rule of a sensitivity-based allocation, with costs measured one layer at a time.
+    """
+    at = dict.fromkeys(costs, 0)
+    path = [{k: 0.0 for k in costs}]
+    while True:
+        open_ = [k for k in costs if at[k] < grid - 1]
+        if not open_:
+            return path
+        k = min(open_, key=lambda k: (costs[k][at[k] + 1] - costs[k][at[k]]) / sizes[k])
+        at[k] += 1
+        path.append({name: j / grid for name, j in at.items()})
 
 
 def max_sparsity(
@@ -67,6 +93,7 @@ def max_sparsity(
     eps: float,
     delta: float,
     per_layer: bool = True,
+    joint: bool = False,
     score: Any = "magnitude",
     norm: str = "l2",
     relative: bool = False,
@@ -76,11 +103,13 @@ def max_sparsity(
 ) -> Allocation:
     """The largest sparsity per layer (or global) with Clopper–Pearson lower end of P(gap ≤ ε) ≥ 1 − δ.
 
-    ``per_layer=True`` prunes one layer at a time, the others dense, giving a sensitivity-based
-    allocation; ``per_layer=False`` searches one model-wide sparsity (scope from ``gap_options``,
-    default global). ``norm``/``relative`` choose the gap (see :class:`GapReport`); other keyword
-    arguments (``trials``, ``n_inputs``, ``rescale``, ``seed``, ``confidence``...) go to the estimator.
-    Resolution is 2^-steps.
+    ``per_layer=True`` prunes one layer at a time, the others dense: each layer's own limit (a
+    sensitivity profile; pruned together, the gaps add up). ``joint=True`` instead walks the
+    marginal-cost path built from each layer's mean squared gap on a 1/32 grid and bisects it for the
+    largest allocation whose *joint* gap meets the target. ``per_layer=False`` searches one
+    model-wide sparsity (scope from ``gap_options``, default global). ``norm``/``relative`` choose
+    the gap (see :class:`GapReport`); other keyword arguments (``trials``, ``n_inputs``, ``rescale``,
+    ``seed``, ``confidence``...) go to the estimator. Resolution is 2^-steps.
     """
     if not eps > 0:
         raise PruneError(f"eps must be positive (got {eps!r}): it is the largest acceptable output gap")
@@ -107,17 +136,23 @@ def max_sparsity(
             seen[name, s] = evaluate(s if name is None else {name: s})
         return seen[name, s]
 
-    def feasible(name: str | None) -> Callable[[float], bool]:
-        return lambda s: at(name, s).prob_within(eps, norm, relative)[1] >= 1 - delta
+    def ok(report: GapReport) -> bool:
+        return report.prob_within(eps, norm, relative)[1] >= 1 - delta
 
-    reports: dict[str, GapReport] = {}
-    if per_layer:
-        ratios = {}
-        for t in prunable(model, exclude):
-            ratios[t.qname] = _largest(feasible(t.qname), steps)
-            reports[t.qname] = at(t.qname, ratios[t.qname])
-        joint = evaluate(ratios)
+    targets = prunable(model, exclude)
+    if not per_layer:
+        joint_report = at(None, _largest(lambda s: ok(at(None, s)), steps))
+        ratios = dict(joint_report.layers)
+    elif joint:
+        grid = _JOINT_GRID
+        costs = {t.qname: [float(at(t.qname, j / grid).values(norm, relative).double().pow(2).mean())
+                           for j in range(grid)] for t in targets}
+        path = _greedy_path(costs, {t.qname: t.param.numel() for t in targets}, grid)
+        ratios = path[_largest_index(lambda i: ok(evaluate(path[i])), len(path))]
+        joint_report = evaluate(ratios)
     else:
-        joint = at(None, _largest(feasible(None), steps))
-        ratios = dict(joint.layers)
-    return Allocation(ratios, joint.achieved, eps, delta, per_layer, joint, reports, norm, relative)
+        ratios = {t.qname: _largest(lambda s, q=t.qname: ok(at(q, s)), steps) for t in targets}
+        joint_report = evaluate(ratios)
+    reports = {name: at(name, r) for name, r in ratios.items()} if per_layer else {}
+    mode = "global" if not per_layer else "joint" if joint else "layer"
+    return Allocation(ratios, joint_report.achieved, eps, delta, mode, joint_report, reports, norm, relative)
