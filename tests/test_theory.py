@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,3 +178,12 @@ def test_joint_allocation_meets_the_target_with_all_layers_pruned(fcn):
     looser = theory.max_sparsity(fcn, x, eps=0.6, delta=0.1, relative=True, joint=True)
     assert all(joint.ratios[k] <= looser.ratios[k] for k in joint.ratios)
     assert looser.sparsity > joint.sparsity
+
+
+def test_import_prunekit_leaves_scipy_until_theory_is_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, prunekit; assert 'prunekit.theory' not in sys.modules and 'scipy' not in sys.modules; "
+            "prunekit.theory.gap; assert 'prunekit.theory' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(Path(pk.__file__).parents[1])})
