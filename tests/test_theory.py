@@ -132,6 +132,8 @@ def test_max_sparsity_needs_enough_samples(fcn):
         theory.max_sparsity(fcn, eps=0.0, delta=0.1)
     with pytest.raises(pk.PruneError, match="trials=1"):
         theory.gap(fcn, sparsity=0.5, score="magnitude", trials=5)
+    with pytest.raises(pk.PruneError, match="unknown gap option"):
+        theory.gap(fcn, sparsity=0.5, trails=3)
     with pytest.raises(pk.PruneError, match="input_shape"):
         theory.gap(torch.nn.Linear(4, 2), sparsity=0.5)
 

@@ -126,7 +126,7 @@ def max_sparsity(
         raise PruneError(f"delta must be in (0, 1) (got {delta!r}): the allowed probability of exceeding eps")
     if not 1 <= steps <= 20:
         raise PruneError(f"steps must be in [1, 20] (got {steps}); the resolution is 2**-steps")
-    evaluate = Evaluator(model, inputs, score=score, prune_options={"exclude": exclude}, **gap_options)
+    evaluate = Evaluator(model, inputs, score=score, exclude=exclude, **gap_options)
     first = evaluate(0.0)
     n = first.trials if first.over == "masks" else first.trials * first.n_inputs
     if first.prob_within(eps, norm, relative)[1] < 1 - delta:

@@ -20,6 +20,7 @@ from .networks import draw_inputs
 from .report import GapReport
 
 _SEED_STRIDE = 1_000_003
+_PRUNE_OPTIONS = {"exclude", "data", "loss_fn", "check_finite"}
 _SMALL = 1 << 20  # parameters below which one thread beats several (tiny matmuls, many of them)
 
 
@@ -69,6 +70,7 @@ class Evaluator:
 
     ``inputs`` is a tensor (the same inputs in every trial) or a distribution name ("gaussian",
     "uniform", "sphere"); then each trial draws ``n_inputs`` fresh inputs of ``input_shape``.
+    Random scores use ``trials`` mask draws (seeded from ``seed``); ``prune_options`` go to ``pk.prune``.
     """
 
     def __init__(
@@ -86,7 +88,7 @@ class Evaluator:
         seed: int = 0,
         confidence: float = 0.95,
         batch_size: int = 1024,
-        prune_options: Mapping[str, Any] | None = None,
+        **prune_options: Any,
     ):
         self.stochastic = is_stochastic(score)
         if trials is None:
@@ -100,7 +102,13 @@ class Evaluator:
         self.score, self.structure, self.scope = score, structure, scope
         self.trials, self.rescale, self.seed = trials, rescale, seed
         self.confidence, self.batch_size = confidence, batch_size
-        self.prune_options = dict(prune_options or {})
+        unknown = sorted(set(prune_options) - _PRUNE_OPTIONS)
+        if unknown:
+            raise PruneError(
+                f"unknown gap option(s) {', '.join(unknown)}; besides the estimator's own options, "
+                f"only {', '.join(sorted(_PRUNE_OPTIONS))} (passed to pk.prune) are accepted"
+            )
+        self.prune_options = prune_options
         if isinstance(inputs, str):
             shape = input_shape or getattr(model, "input_shape", None)
             if shape is None:
@@ -155,33 +163,15 @@ class Evaluator:
         )
 
 
-def gap(
-    model: nn.Module,
-    inputs: torch.Tensor | str = "gaussian",
-    *,
-    sparsity: float | Mapping[str, float],
-    score: Any = "magnitude",
-    structure: Any = "weights",
-    scope: Any = None,
-    trials: int | None = None,
-    rescale: bool = False,
-    n_inputs: int = 256,
-    input_shape: Sequence[int] | None = None,
-    seed: int = 0,
-    confidence: float = 0.95,
-    batch_size: int = 1024,
-    **prune_options: Any,
-) -> GapReport:
+def gap(model: nn.Module, inputs: torch.Tensor | str = "gaussian", *, sparsity: float | Mapping[str, float],
+        **options: Any) -> GapReport:
     """Estimate the gap ‖F(x) − F_pruned(x)‖ (L2 and L∞, absolute and relative) of pruning ``model``.
 
-    ``sparsity`` is a fraction (with ``scope``, default global) or per-layer ratios ``{"fc1": 0.9}``.
-    ``score="random"`` averages ``trials`` mask draws (default 32); deterministic scores use one mask.
-    ``rescale=True`` multiplies each layer's survivors by 1/(1 − its sparsity). Inputs are a tensor or
-    a distribution name with ``n_inputs`` and ``input_shape`` (random networks carry their own).
-    Extra keyword arguments (``exclude``, ``data``, ``loss_fn``) go to ``pk.prune``.
+    ``sparsity`` is a fraction (with ``scope=``, default global) or per-layer ratios ``{"fc1": 0.9}``.
+    Options (see :class:`Evaluator`): ``score`` ("magnitude"; "random" averages ``trials`` mask draws,
+    default 32), ``structure``, ``scope``, ``rescale`` (multiply each layer's survivors by
+    1/(1 − its sparsity)), ``n_inputs`` and ``input_shape`` for inputs drawn from a distribution
+    (random networks carry their shape), ``seed``, ``confidence``, ``batch_size``; anything else
+    (``exclude``, ``data``, ``loss_fn``) goes to ``pk.prune``.
     """
-    return Evaluator(
-        model, inputs, score=score, structure=structure, scope=scope, trials=trials, rescale=rescale,
-        n_inputs=n_inputs, input_shape=input_shape, seed=seed, confidence=confidence,
-        batch_size=batch_size, prune_options=prune_options,
-    )(sparsity)
+    return Evaluator(model, inputs, **options)(sparsity)
