@@ -189,3 +189,13 @@ def test_import_prunekit_leaves_scipy_until_theory_is_used():
     code = ("import sys, prunekit; assert 'prunekit.theory' not in sys.modules and 'scipy' not in sys.modules; "
             "prunekit.theory.gap; assert 'prunekit.theory' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(Path(pk.__file__).parents[1])})
+
+
+def test_gap_with_neuron_structure_exclude_and_rescale(fcn):
+    rep = theory.gap(fcn, sparsity=0.5, structure="neurons", scope="layer", exclude=["4"], rescale=True, n_inputs=32)
+    assert set(rep.layers) == {"0.weight", "2.weight"}
+    assert rep.layers["0.weight"] == pytest.approx(0.5) and rep.mean_sq > 0
+    cnn = theory.random_network([3, 6, 4], "cnn", "uniform", image_size=5)
+    assert cnn.input_shape == (3, 5, 5)
+    out = theory.gap(cnn, "sphere", sparsity=0.4, n_inputs=16)
+    assert out.l2.shape == (1, 16) and (out.ref_l2 > 0).all()
