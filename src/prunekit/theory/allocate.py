@@ -156,8 +156,14 @@ def max_sparsity(
         costs = {t.qname: [float(at(t.qname, r).values(norm, relative).double().pow(2).mean()) for r in JOINT_GRID]
                  for t in targets}
         path = _greedy_path(costs, {t.qname: t.param.numel() for t in targets}, JOINT_GRID)
-        ratios = path[_largest_index(lambda i: ok(evaluate(path[i])), len(path))]
-        joint_report = evaluate(ratios)
+        on_path: dict[int, GapReport] = {}
+
+        def path_ok(i: int) -> bool:
+            on_path[i] = evaluate(path[i])
+            return ok(on_path[i])
+
+        best = _largest_index(path_ok, len(path))
+        ratios, joint_report = path[best], on_path.get(best) or evaluate(path[best])
     else:
         ratios = {t.qname: _largest(lambda s, q=t.qname: ok(at(q, s)), steps) for t in targets}
         joint_report = evaluate(ratios)
