@@ -5,6 +5,7 @@ from .callbacks import Callback, History
 from .errors import (
     CheckpointError,
     DataFileError,
+    InsufficientSamplesError,
     InvalidSparsityError,
     MaskMismatchError,
     MissingDataError,
@@ -28,6 +29,16 @@ from .training import evaluate, train
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """Import heavy optional parts on first use: ``pk.theory`` pulls in scipy."""
+    if name == "theory":
+        import importlib
+
+        return importlib.import_module(".theory", __name__)
+    raise AttributeError(f"module 'prunekit' has no attribute {name!r}")
+
+
 __all__ = [
     "prune", "unprune", "compact", "save_compact", "load_compact", "sparsity", "summary", "prunable", "METHODS",
     "Masks", "Summary", "LayerSummary",
@@ -38,4 +49,5 @@ __all__ = [
     "sparse", "structures_nm", "save", "load", "sparsify", "densify", "export_onnx",
     "from_torch_prune", "to_torch_prune", "StorageFormatError", "ExportError",
     "UnsupportedOperationError", "CompactionError",
+    "InsufficientSamplesError", "theory",
 ]

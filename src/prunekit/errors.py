@@ -56,3 +56,7 @@ class StorageFormatError(PruneError):
 
 class ExportError(PruneError):
     """A model that cannot be exported or converted as asked."""
+
+
+class InsufficientSamplesError(PruneError):
+    """Too few inputs or mask draws for a confidence bound to reach the requested probability."""
