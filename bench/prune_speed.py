@@ -1,7 +1,8 @@
 """pk.prune vs torch.nn.utils.prune.global_unstructured: wall time, peak extra memory, forward latency.
 
-Global magnitude pruning to 90 % of stacks of Linear layers (~25 M and ~100 M parameters). Each
-(tool, size) runs in a fresh subprocess so peak memory (VmHWM, reset before pruning) is its own.
+Global magnitude pruning to 90 % of stacks of Linear layers (~25 M and ~100 M parameters), with 1
+and 2 intra-op threads. Each (threads, size, tool) runs in a fresh subprocess, so peak memory
+(VmHWM, reset just before pruning) is its own; the forward latency is the median of 15 runs at batch 64.
 
     python bench/prune_speed.py            # writes bench/results/prune_speed.json and a RESULTS.md section
 """
@@ -41,12 +42,12 @@ def _latency(model, x, repeats: int = 15) -> float:
     return statistics.median(times)
 
 
-def child(tool: str, size: str) -> dict:
+def child(tool: str, size: str, threads: int) -> dict:
     """One measurement in this process: build, time dense forward, prune, time pruned forward."""
     import torch
     from torch import nn
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     width, depth = SIZES[size]
     model = nn.Sequential(*[nn.Linear(width, width) for _ in range(depth)]).eval()
@@ -58,6 +59,11 @@ def child(tool: str, size: str) -> dict:
 
     import prunekit as pk
 
+    warm = nn.Sequential(nn.Linear(64, 64))  # first-call costs (kernel dispatch setup) out of the timing
+    if tool == "prunekit":
+        pk.prune(warm, SPARSITY)
+    else:
+        tprune.global_unstructured([(warm[0], "weight")], pruning_method=tprune.L1Unstructured, amount=SPARSITY)
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter (VmHWM)
     base = _rss_kib("VmRSS")
     start = time.perf_counter()
@@ -72,7 +78,7 @@ def child(tool: str, size: str) -> dict:
         achieved = sum(int((m.weight == 0).sum()) for m in model) / sum(m.weight.numel() for m in model)
     pruned_latency = _latency(model, x)
     return {
-        "tool": tool, "size": size, "params": params, "model_bytes": params * 4,
+        "tool": tool, "size": size, "threads": threads, "params": params, "model_bytes": params * 4,
         "prune_s": wall, "peak_extra_bytes": peak_extra, "sparsity": achieved,
         "dense_forward_s": dense_latency, "pruned_forward_s": pruned_latency,
     }
@@ -82,13 +88,15 @@ def main() -> None:
     import torch
 
     rows = []
-    for size in SIZES:
-        for tool in ("prunekit", "torch.nn.utils.prune"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", tool, size], capture_output=True, text=True, check=True
-            )
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(rows[-1], flush=True)
+    for threads in (1, 2):
+        for size in SIZES:
+            for tool in ("prunekit", "torch.nn.utils.prune"):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", tool, size, str(threads)],
+                    capture_output=True, text=True, check=True,
+                )
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(rows[-1], flush=True)
     meta = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
         "torch": torch.__version__, "python": platform.python_version(),
@@ -101,14 +109,14 @@ def main() -> None:
 
 def table(rows: list[dict], meta: dict) -> str:
     lines = [
-        "| size | tool | prune time (s) | speed ratio | peak extra memory (MB) | × model size | forward before → after (ms, batch 64) | after/before |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| threads | size | tool | prune time (s) | speed ratio | peak extra memory (MB) | × model size | forward before → after (ms, batch 64) | after/before |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    by = {(r["size"], r["tool"]): r for r in rows}
+    by = {(r["threads"], r["size"], r["tool"]): r for r in rows}
     for r in rows:
-        ref = by[(r["size"], "torch.nn.utils.prune")]
+        ref = by[(r["threads"], r["size"], "torch.nn.utils.prune")]
         lines.append(
-            f"| {r['size']} ({r['params'] / 1e6:.1f} M) | {r['tool']} | {r['prune_s']:.2f} | "
+            f"| {r['threads']} | {r['size']} ({r['params'] / 1e6:.1f} M) | {r['tool']} | {r['prune_s']:.2f} | "
             f"{ref['prune_s'] / r['prune_s']:.1f}× | {r['peak_extra_bytes'] / 1e6:.0f} | "
             f"{r['peak_extra_bytes'] / r['model_bytes']:.2f} | "
             f"{r['dense_forward_s'] * 1e3:.1f} → {r['pruned_forward_s'] * 1e3:.1f} | "
@@ -119,7 +127,7 @@ def table(rows: list[dict], meta: dict) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        print(json.dumps(child(sys.argv[2], sys.argv[3])))
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        print(json.dumps(child(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
     else:
         main()

@@ -125,13 +125,28 @@ def prune(
     exclude: Iterable[Any] = (),
     seed: int = 0,
     check_finite: bool = True,
+    example_inputs: Any = None,
+    macs_reduction: float | None = None,
+    **graph_options: Any,
 ) -> Masks:
     """Prune ``model`` in place so that exactly ``round(sparsity × N)`` of its N prunable units are zero.
 
     ``sparsity`` is the final fraction, counted over the whole scope (never "of what remains");
     ``compression=c`` instead asks for all parameters / nonzero parameters ≈ c. Earlier masks are kept
     (pruning is monotone). Returns the model's masks; pruned weights stay zero through training.
+    ``structure="channels"`` / ``"heads"`` traces the model on ``example_inputs`` and removes coupled
+    units (see :func:`prunekit.graph.prune_structured` for ``macs_reduction`` and ``graph_options``).
     """
+    if structure in ("channels", "heads"):
+        from .graph import prune_structured
+
+        if compression is not None or method is not None:
+            raise PruneError(f"structure={structure!r} takes sparsity= or macs_reduction=, and score=/scope=")
+        return prune_structured(model, sparsity, example_inputs=example_inputs, structure=structure, score=score,
+                                scope=scope, macs_reduction=macs_reduction, data=data, loss_fn=loss_fn,
+                                exclude=exclude, seed=seed, **graph_options)
+    if example_inputs is not None or macs_reduction is not None or graph_options:
+        raise PruneError("example_inputs=, macs_reduction= and graph options need structure='channels' or 'heads'")
     score, scope = _resolve_method(method, score, scope)
     nm = structures_nm.parse(structure)
     structure = nm or structures.registry.get(structure)

@@ -34,6 +34,14 @@ class MaskMismatchError(PruneError):
     """Masks that do not fit the model they are applied to."""
 
 
+class UnsupportedOperationError(UnsupportedLayerError):
+    """An operation whose channel coupling the dependency graph cannot resolve (named with its layer)."""
+
+
+class CompactionError(PruneError):
+    """Compaction would change the model's outputs, so no smaller model is returned."""
+
+
 class DataFileError(PruneError):
     """A dataset file that is missing, truncated or not in the expected format."""
 
@@ -48,3 +56,7 @@ class StorageFormatError(PruneError):
 
 class ExportError(PruneError):
     """A model that cannot be exported or converted as asked."""
+
+
+class InsufficientSamplesError(PruneError):
+    """Too few inputs or mask draws for a confidence bound to reach the requested probability."""
