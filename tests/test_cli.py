@@ -14,7 +14,7 @@ from prunekit.bench import DEMO_CONFIG
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["bench"], ["report"], ["prune"], ["summary"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["bench"], ["report"], ["prune"], ["summary"], ["gap"]])
 def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as exit:
         cli.main([*command, "--help"])

@@ -1,4 +1,4 @@
-"""The ``prunekit`` command: demo, bench, report, prune and summary.
+"""The ``prunekit`` command: demo, bench, report, prune, summary and gap.
 
 Every subcommand has ``--help``. A user mistake exits non-zero with one line saying what is wrong;
 tracebacks are kept for real bugs.
@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read DIR/runs.db and write DIR/report.md, DIR/runs.csv and PNG plots.")
     p.add_argument("dir", type=Path, help="results directory written by `prunekit bench`")
 
-    from . import cli_model
+    from . import cli_gap, cli_model
 
     cli_model.add_parsers(sub)
+    cli_gap.add_parser(sub)
     return parser
 
 
@@ -107,9 +108,9 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prunekit`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from . import cli_model
+    from . import cli_gap, cli_model
 
-    handlers = {"demo": _demo, "bench": _bench, "report": _report, **cli_model.HANDLERS}
+    handlers = {"demo": _demo, "bench": _bench, "report": _report, "gap": cli_gap.run, **cli_model.HANDLERS}
     try:
         return handlers[args.command](args)
     except PruneError as err:
