@@ -150,7 +150,7 @@ def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: 
              f"Total CPU time {cpu / 60:.1f} min (process time of bases and runs; summed task wall time "
              f"{wall / 60:.1f} min). Sweep invocations: " + (", ".join(
                  f"{s['executor']} ×{s['workers']}: {s['done']} runs in {s['wall_s'] / 60:.1f} min wall"
-                 for s in sessions) or "none finished") + ".",
+                 for s in sessions if s["done"]) or "none finished") + ".",
              f"Machine: {env.get('machine', '?')}, {env.get('cpu_count', '?')} CPUs; torch {env.get('torch_version', '?')}, "
              f"python {env.get('python_version', '?')}, prunekit {env.get('prunekit_version', '?')}.", "",
              "Accuracy is test top-1 after fine-tuning, mean ± std over seeds; the fine-tuning checkpoint and "
