@@ -31,7 +31,7 @@ def minimal(**over):
         ({"datasets": ["imagenet"]}, "datasets: unknown dataset 'imagenet'", "allowed values:"),
         ({"models": ["resnet18"]}, "models: unknown model 'resnet18'", "lenet300"),
         ({"compressions": [0.5]}, "compressions: compression 0.5 is not > 1", "numbers > 1"),
-        ({"measure": {"deploy": "gpu"}}, "measure.deploy", "'auto' or 'dense'"),
+        ({"measure": {"deploy": "gpu"}}, "measure.deploy", "'auto', 'dense', 'sparse' or 'compact'"),
         ({"seeds": []}, "seeds", "at least 1"),
     ],
 )
