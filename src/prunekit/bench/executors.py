@@ -69,8 +69,9 @@ class Ray:
             raise PruneError("the ray executor needs Ray: pip install 'prunekit[ray]'") from None
         self._ray = ray
         if not ray.is_initialized():
-            env = {"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}}
-            kwargs: dict[str, Any] = {"address": address, "runtime_env": env, "log_to_driver": False}
+            kwargs: dict[str, Any] = {"address": address, "log_to_driver": False}
+            if os.environ.get("PYTHONPATH"):  # workers import prunekit from where this process does
+                kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
             if address is None:
                 kwargs.update(num_cpus=num_cpus, include_dashboard=False)
             ray.init(**kwargs)
