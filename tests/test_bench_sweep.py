@@ -197,3 +197,40 @@ def test_worker_processes_give_the_same_results_as_sequential(tmp_path, config_p
     with Store(tmp_path) as store:
         got = exact({r["id"]: r["metrics"] for r in store.runs()})
     assert got == {k: v for k, v in exact(reference[1]).items() if k in got}
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_killed_driver_takes_its_worker_processes_with_it(tmp_path, config_path):
+    proc = subprocess.Popen([sys.executable, "-m", "prunekit", "bench", str(config_path), "--out", str(tmp_path),
+                             "--no-progress", "--workers", "2"], env=_env())
+    deadline = time.time() + 120
+    while _done(tmp_path / DB_NAME) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert workers, "the sweep should have started worker processes"
+    deadline = time.time() + 10
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import threading
+import time
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import PruneError
@@ -34,14 +36,26 @@ class Sequential:
         """Nothing to release."""
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: leave as soon as the driver is gone (killed), instead of running on orphaned."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class Processes:
-    """Runs tasks in ``workers`` fresh (spawned) processes on this machine."""
+    """Runs tasks in ``workers`` fresh (spawned) processes on this machine; they exit with the driver."""
 
     name = "local"
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def map(self, fn: Callable[..., Any], tasks: Sequence[Task]) -> Outcome:
         futures = {self._pool.submit(fn, *args): i for i, args in enumerate(tasks)}
