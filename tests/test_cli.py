@@ -37,6 +37,9 @@ def test_bad_input_gives_one_line_and_exit_1(tmp_path, capsys):
     err = _fail(["bench", str(bad), "--out", str(tmp_path / "o")], capsys)
     assert "methods.0: unknown method 'l1-norm'; allowed values: global-gradient" in err
     assert "holds no runs.db" in _fail(["report", str(tmp_path)], capsys)
+    missing = _fail(["bench", str(ROOT / "configs" / "mnist-lenet.yaml"), "--out", str(tmp_path / "m"),
+                     "--data-dir", str(tmp_path)], capsys)
+    assert "train-images-idx3-ubyte.gz" in missing and not (tmp_path / "m").exists()
     assert "--workers must be >= 1" in _fail(["demo", "--out", str(tmp_path), "--workers", "0"], capsys)
     assert "unknown model 'resnet18'" in _fail(["summary", "resnet18"], capsys)
     assert "pass --input-shape" in _fail(["summary", "torch.nn:Identity"], capsys)

@@ -17,6 +17,7 @@ from . import runner
 from .config import BaseSpec, ExperimentConfig, RunSpec
 from .executors import Sequential
 from .store import Store
+from .zoo import load_data
 
 
 class ResumeError(PruneError):
@@ -59,6 +60,9 @@ def sweep(
     executor = executor or Sequential()
     env = env or runner.Env(data_dir=config.data_dir)
     out, started = Path(out), time.perf_counter()
+    if executor.name == "local":  # a missing or broken dataset is one clear error, not N failed runs
+        for dataset in config.datasets:
+            load_data(dataset, env.data_dir, config.val_fraction)
     store = Store(out)
     try:
         specs = config.runs()
