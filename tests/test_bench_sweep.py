@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import prunekit
@@ -234,3 +235,19 @@ def test_killed_driver_takes_its_worker_processes_with_it(tmp_path, config_path)
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(_alive(w) for w in workers)
+
+
+def test_pretrained_weights_replace_base_training(tmp_path, config_path):
+    from prunekit.bench.runner import Env, train_base
+
+    cfg = load(config_path)
+    model = prunekit.models.create("mlp", in_channels=1, input_size=8)
+    weights = tmp_path / "mlp.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, weights)
+    cfg = type(cfg).model_validate({**cfg.model_dump(), "weights": {"mlp": str(weights)}})
+    base = cfg.bases()[0]
+    out = train_base(base, Env())
+    assert out["epochs"] == []  # loaded, not trained
+    _, _, test = prunekit.data.load("synthetic")
+    assert out["metrics"]["test_top1"] == prunekit.evaluate(model, test)["top1"]
+    assert base.id != load(config_path).bases()[0].id  # the weights are part of the base's identity
