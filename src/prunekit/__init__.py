@@ -1,5 +1,5 @@
 """prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
-from . import data, functional, models, rewind, schedules, scope, scores, structures
+from . import callbacks, data, functional, models, rewind, schedules, scope, scores, structures
 from .api import METHODS, prunable, prune, sparsity
 from .callbacks import Callback, History
 from .errors import (
@@ -25,7 +25,7 @@ __all__ = [
     "prune", "unprune", "sparsity", "summary", "prunable", "METHODS",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
-    "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "Callback", "History", "DataFileError", "CheckpointError",
+    "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "callbacks", "Callback", "History", "DataFileError", "CheckpointError",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
 ]
