@@ -8,7 +8,10 @@ Parts (each per seed, results cached in bench/results/quality_mnist.json so a re
   lottery   iterative magnitude pruning with rewinding to init (k = 0) vs random re-init, same masks
 Test error is reported for the final weights of every stage; nothing is selected on test.
 
-    PYTHONPATH=src python bench/quality_mnist.py --parts lenet300 baselines lottery lenet5 --seeds 0 1 2
+    PYTHONPATH=src python bench/quality_mnist.py --parts lenet300 baselines lottery --seeds 0 1 2
+    PYTHONPATH=src python bench/quality_mnist.py --parts lenet5 --seeds 0 1 2 \
+        --out bench/results/quality_mnist_lenet5.json          # (run beside the first: 2 processes)
+    PYTHONPATH=src python bench/quality_mnist.py --report bench/results/quality_mnist*.json  # → RESULTS.md
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from prunekit.schedules import compression_of
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
 OUT = ROOT / "bench" / "results" / "quality_mnist.json"
+RESULTS_MD = ROOT / "bench" / "RESULTS.md"
+START, END = "<!-- quality_mnist:start -->", "<!-- quality_mnist:end -->"
 SGD = dict(batch_size=128, optimizer="sgd", momentum=0.9, weight_decay=1e-4, lr_schedule="cosine", progress=False)
 CFG = {
     "lenet300": dict(dense_epochs=12, lr=0.1, ft_epochs=12, ft_lr=0.1, chain=[10, 20, 50], gradual=True),
@@ -155,6 +160,17 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_markdown(table: str) -> None:
+    """Put ``table`` between this script's markers in bench/RESULTS.md (appending them if absent)."""
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    block = f"{START}\n{table}{END}"
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## Pruning quality on MNIST (bench/quality_mnist.py)\n\n" + block + "\n"
+    RESULTS_MD.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
@@ -170,6 +186,7 @@ def main() -> None:
             for part, runs in json.loads(f.read_text())["parts"].items():
                 merged["parts"].setdefault(part, {}).update(runs)
         print(report(merged))
+        write_markdown(report(merged))
         return
     torch.set_num_threads(args.threads)
     results = json.loads(args.out.read_text()) if args.out.exists() else {"parts": {}}
