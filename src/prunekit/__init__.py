@@ -1,10 +1,11 @@
 """prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
-from . import callbacks, data, functional, models, rewind, schedules, scope, scores, structures
+from . import callbacks, data, functional, models, rewind, schedules, scope, scores, sparse, structures, structures_nm
 from .api import METHODS, prunable, prune, sparsity
 from .callbacks import Callback, History
 from .errors import (
     CheckpointError,
     DataFileError,
+    InsufficientSamplesError,
     InvalidSparsityError,
     MaskMismatchError,
     MissingDataError,
@@ -13,19 +14,40 @@ from .errors import (
     PruneError,
     UnknownNameError,
     UnsupportedLayerError,
+    StorageFormatError,
+    ExportError,
+    UnsupportedOperationError,
+    CompactionError,
 )
 from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
+from .graph import compact
+from .graph.io import load_compact, save_compact
 from .rewind import finetune
+from .sparse import densify, export_onnx, from_torch_prune, load, save, sparsify, to_torch_prune
 from .training import evaluate, train
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """Import heavy optional parts on first use: ``pk.theory`` pulls in scipy."""
+    if name == "theory":
+        import importlib
+
+        return importlib.import_module(".theory", __name__)
+    raise AttributeError(f"module 'prunekit' has no attribute {name!r}")
+
+
 __all__ = [
-    "prune", "unprune", "sparsity", "summary", "prunable", "METHODS",
+    "prune", "unprune", "compact", "save_compact", "load_compact", "sparsity", "summary", "prunable", "METHODS",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
     "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "callbacks", "Callback", "History", "DataFileError", "CheckpointError",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
+    "sparse", "structures_nm", "save", "load", "sparsify", "densify", "export_onnx",
+    "from_torch_prune", "to_torch_prune", "StorageFormatError", "ExportError",
+    "UnsupportedOperationError", "CompactionError",
+    "InsufficientSamplesError", "theory",
 ]

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from . import scope as scopes
-from . import scores, structures
+from . import scores, structures, structures_nm
 from .errors import InvalidSparsityError, NoPrunableLayersError, NonFiniteWeightsError, PruneError
 from .masks import MASK_SUFFIX, Masks, attach
 from .scores import ScoreContext, Target
@@ -67,6 +67,11 @@ def prunable(model: nn.Module, exclude: Iterable[Any] = ()) -> list[Target]:
     return found
 
 
+def _finite(t: torch.Tensor) -> bool:
+    """No NaN or infinity in ``t``: one reduction, with an exact check only if the sum overflows."""
+    return bool(torch.isfinite(t.detach().sum())) or bool(torch.isfinite(t).all())
+
+
 def _resolve_method(method: str | None, score: Any, scope: Any) -> tuple[Any, Any]:
     if method is None:
         return score or "magnitude", scope or "global"
@@ -80,20 +85,24 @@ def _resolve_method(method: str | None, score: Any, scope: Any) -> tuple[Any, An
 def sparsity_for_compression(model: nn.Module, targets: list[Target], compression: float) -> float:
     """The prunable fraction that makes all parameters / nonzero parameters equal ``compression``.
 
-    Non-prunable parameters stay dense (ShrinkBench's convention), so high ratios may be unreachable.
+    Non-prunable parameters stay as they are (ShrinkBench's convention; their zeros, such as a fresh
+    BatchNorm bias, count as zeros), so high ratios may be unreachable.
     """
     if not compression >= 1:
         raise InvalidSparsityError(f"compression must be >= 1 (got {compression})")
-    total = sum(p.numel() for p in model.parameters())
+    params = list({id(p): p for p in model.parameters()}.values())
+    prunable_ids = {id(t.param) for t in targets}
+    total = sum(p.numel() for p in params)
     prunable_n = sum(t.param.numel() for t in targets)
-    fraction = (total - total / compression) / prunable_n
+    other_nonzero = sum(int(torch.count_nonzero(p)) for p in params if id(p) not in prunable_ids)
+    fraction = 1 - (total / compression - other_nonzero) / prunable_n
     if fraction >= 1:
-        limit = total / (total - prunable_n)
+        limit = total / max(other_nonzero, 1)
         raise InvalidSparsityError(
-            f"compression {compression} is unreachable: with {total - prunable_n} parameters left dense "
+            f"compression {compression} is unreachable: with {other_nonzero} nonzero parameters left dense "
             f"the highest possible is {limit:.2f}; lower it or prune more layer types"
         )
-    return fraction
+    return max(fraction, 0.0)
 
 
 def _check_sparsity(sparsity: float) -> float:
@@ -116,24 +125,42 @@ def prune(
     exclude: Iterable[Any] = (),
     seed: int = 0,
     check_finite: bool = True,
+    example_inputs: Any = None,
+    macs_reduction: float | None = None,
+    **graph_options: Any,
 ) -> Masks:
     """Prune ``model`` in place so that exactly ``round(sparsity × N)`` of its N prunable units are zero.
 
     ``sparsity`` is the final fraction, counted over the whole scope (never "of what remains");
     ``compression=c`` instead asks for all parameters / nonzero parameters ≈ c. Earlier masks are kept
     (pruning is monotone). Returns the model's masks; pruned weights stay zero through training.
+    ``structure="channels"`` / ``"heads"`` traces the model on ``example_inputs`` and removes coupled
+    units (see :func:`prunekit.graph.prune_structured` for ``macs_reduction`` and ``graph_options``).
     """
+    if structure in ("channels", "heads"):
+        from .graph import prune_structured
+
+        if compression is not None or method is not None:
+            raise PruneError(f"structure={structure!r} takes sparsity= or macs_reduction=, and score=/scope=")
+        return prune_structured(model, sparsity, example_inputs=example_inputs, structure=structure, score=score,
+                                scope=scope, macs_reduction=macs_reduction, data=data, loss_fn=loss_fn,
+                                exclude=exclude, seed=seed, **graph_options)
+    if example_inputs is not None or macs_reduction is not None or graph_options:
+        raise PruneError("example_inputs=, macs_reduction= and graph options need structure='channels' or 'heads'")
     score, scope = _resolve_method(method, score, scope)
-    structure = structures.registry.get(structure)
+    nm = structures_nm.parse(structure)
+    structure = nm or structures.registry.get(structure)
     score = scores.registry.get(score)
     scope = scopes.registry.get(scope) if not isinstance(scope, dict) else scopes.PerLayer(scope)
     targets = prunable(model, exclude)
     for t in targets:
         structure.check(t.module, t.pname)
-        if check_finite and not torch.isfinite(t.param).all():
+        if check_finite and not _finite(t.param):
             raise NonFiniteWeightsError(
                 f"{t.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
             )
+    if nm is not None:  # N:M selects inside each block of M, not by scope
+        return structures_nm.prune_nm(model, nm, targets, sparsity, compression, score, scope, data, loss_fn, seed)
     if sparsity is not None and compression is not None:
         raise InvalidSparsityError("pass either sparsity or compression, not both")
     if compression is not None:
@@ -144,14 +171,16 @@ def prune(
         sparsity = _check_sparsity(sparsity)
     state = score.prepare(model, targets, data, loss_fn)
 
-    def unit_scores(i: int, t: Target) -> Callable[[], torch.Tensor]:
-        def fn() -> torch.Tensor:
-            with torch.no_grad():
-                s = structure.unit_scores(score(t.param, ScoreContext(t, i, seed, state)), t.module, score.reduce)
-                old = t.module._buffers.get(t.pname + MASK_SUFFIX)
-                if old is not None:  # already pruned units go first: masks are monotone
-                    s = s.float().masked_fill(structure.unit_mask(old, t.module).logical_not(), -math.inf)
-                return s
+    def unit_scores(i: int, t: Target) -> Callable[[], Iterator[torch.Tensor]]:
+        def fn() -> Iterator[torch.Tensor]:
+            old = t.module._buffers.get(t.pname + MASK_SUFFIX)
+            for rows in structure.row_chunks(t.module, t.pname, score.elementwise):
+                with torch.no_grad():
+                    s = score(t.param[rows], ScoreContext(t, i, seed, state, rows))
+                    s = structure.unit_scores(s, t.module, score.reduce)
+                    if old is not None:  # already pruned units go first: masks are monotone
+                        s = s.masked_fill(structure.unit_mask(old[rows], t.module).logical_not(), -math.inf)
+                yield s
 
         return fn
 
@@ -161,7 +190,7 @@ def prune(
     keeps = scope.select(fns, sizes, [t.qname for t in targets], sparsity)
     for t, keep in zip(targets, keeps):
         for pname, mask in structure.masks(keep.to(t.param.device), t.module, t.pname).items():
-            attach(t.module, pname, mask)
+            attach(t.module, pname, mask, copy=False)
     return Masks.from_model(model)
 
 

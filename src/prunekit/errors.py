@@ -34,9 +34,29 @@ class MaskMismatchError(PruneError):
     """Masks that do not fit the model they are applied to."""
 
 
+class UnsupportedOperationError(UnsupportedLayerError):
+    """An operation whose channel coupling the dependency graph cannot resolve (named with its layer)."""
+
+
+class CompactionError(PruneError):
+    """Compaction would change the model's outputs, so no smaller model is returned."""
+
+
 class DataFileError(PruneError):
     """A dataset file that is missing, truncated or not in the expected format."""
 
 
 class CheckpointError(PruneError):
     """A weights or checkpoint file that cannot be read safely or does not fit the model."""
+
+
+class StorageFormatError(PruneError):
+    """A file that is not a prunekit sparse file, or one written for a different model."""
+
+
+class ExportError(PruneError):
+    """A model that cannot be exported or converted as asked."""
+
+
+class InsufficientSamplesError(PruneError):
+    """Too few inputs or mask draws for a confidence bound to reach the requested probability."""

@@ -43,7 +43,7 @@ def _prune(arrays: Sequence[Any], k: float, axis: int | None) -> tuple[list[Any]
     else:
         units = [_reduce(t.movedim(axis, 0).reshape(t.shape[axis], -1).double(), "l2") for t in tensors]
     sizes = [u.numel() for u in units]
-    keeps = keep_lowest_dropped([lambda u=u: u for u in units], sizes, count(k, sum(sizes)))
+    keeps = keep_lowest_dropped([lambda u=u: [u] for u in units], sizes, count(k, sum(sizes)))
     pruned, masks = [], []
     for t, keep, original in zip(tensors, keeps, arrays):
         if axis is None:

@@ -75,8 +75,11 @@ def _load_hook(name: str) -> "callable":
     return hook
 
 
-def attach(module: nn.Module, name: str, mask: torch.Tensor) -> None:
-    """Mask ``module.<name>`` with ``mask`` (True = kept), monotonically, and hook it so it stays zero."""
+def attach(module: nn.Module, name: str, mask: torch.Tensor, *, copy: bool = True) -> None:
+    """Mask ``module.<name>`` with ``mask`` (True = kept), monotonically, and hook it so it stays zero.
+
+    With ``copy=False`` the module takes ownership of ``mask`` (no copy: for freshly computed masks).
+    """
     param = getattr(module, name)
     if tuple(mask.shape) != tuple(param.shape):
         raise MaskMismatchError(
@@ -88,7 +91,7 @@ def attach(module: nn.Module, name: str, mask: torch.Tensor) -> None:
         old.logical_and_(mask)  # in place: masks only ever remove more
         mask = old
     else:
-        module.register_buffer(name + MASK_SUFFIX, mask.clone())
+        module.register_buffer(name + MASK_SUFFIX, mask.clone() if copy else mask)
         mask = module._buffers[name + MASK_SUFFIX]
     with torch.no_grad():
         param.masked_fill_(mask.logical_not(), 0)

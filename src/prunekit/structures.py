@@ -9,6 +9,7 @@ from torch import nn
 from .errors import UnsupportedLayerError
 from .registry import Registry
 
+CHUNK = 1 << 18  # entries scored at once: bounds the temporaries of pruning huge tensors
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
@@ -19,6 +20,18 @@ class Structure(ABC):
 
     def check(self, module: nn.Module, pname: str) -> None:
         """Raise :class:`UnsupportedLayerError` when the parameter cannot be cut this way."""
+
+    def row_chunks(self, module: nn.Module, pname: str, chunked: bool = True) -> list[slice]:
+        """Blocks of rows (dim 0) whose unit scores are consecutive in unit order, ~256 K entries each."""
+        param = getattr(module, pname)
+        if not chunked or param.dim() == 0 or not self.rows_are_units_in_order(module):
+            return [slice(None)]
+        step = max(1, CHUNK // max(1, param[0].numel()))
+        return [slice(i, i + step) for i in range(0, param.shape[0], step)]
+
+    def rows_are_units_in_order(self, module: nn.Module) -> bool:
+        """Whether a block of rows holds a consecutive run of units (True for row-major units)."""
+        return True
 
     @abstractmethod
     def num_units(self, module: nn.Module, pname: str) -> int:
@@ -84,6 +97,9 @@ class Neurons(Structure):
 
     def _axis(self, module: nn.Module) -> int:
         return 1 if isinstance(module, _TRANSPOSED) else 0
+
+    def rows_are_units_in_order(self, module: nn.Module) -> bool:
+        return self._axis(module) == 0
 
     def check(self, module: nn.Module, pname: str) -> None:
         if isinstance(module, _TRANSPOSED) and module.groups != 1:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,6 +33,7 @@ class ScoreContext:
     index: int
     seed: int
     state: Any = None
+    rows: slice = field(default_factory=lambda: slice(None))  # which rows (dim 0) of the parameter the scored weight block holds
 
 
 class Score(ABC):
@@ -40,11 +41,14 @@ class Score(ABC):
 
     ``reduce`` says how a structure combines elementwise scores into one score per unit
     ("sum", "l2", "mean", "max" or "first"). ``prepare`` runs once per ``prune`` call, before
-    any scoring, and returns state handed to every call (gradients, for example).
+    any scoring, and returns state handed to every call (gradients, for example). An
+    ``elementwise`` score is called on blocks of rows (``context.rows``) to bound memory; set it
+    False for a score that must see the whole tensor at once.
     """
 
     reduce = "sum"
     needs_data = False
+    elementwise = True  # scores of a row block depend only on that block: scored in chunks
 
     def prepare(self, model: nn.Module, targets: list[Target], data: Any, loss_fn: Any) -> Any:
         return None

@@ -68,4 +68,4 @@ class Gradient(Score):
         return accumulate_gradients(model, targets, data, loss_fn)
 
     def __call__(self, weight: torch.Tensor, context: ScoreContext) -> torch.Tensor:
-        return (weight.detach() * context.state[context.target.qname]).abs()
+        return (weight.detach() * context.state[context.target.qname][context.rows]).abs()

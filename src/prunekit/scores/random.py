@@ -8,10 +8,11 @@ from .base import Score, ScoreContext, register
 
 @register("random")
 class Random(Score):
-    """Uniform random importance, one independent stream per tensor derived from the seed."""
+    """Uniform random importance, one independent stream per tensor and row block, from the seed."""
 
     reduce = "first"
 
     def __call__(self, weight: torch.Tensor, context: ScoreContext) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(context.seed * 1_000_003 + context.index)
+        start = context.rows.start or 0
+        gen = torch.Generator().manual_seed((context.seed * 1_000_003 + context.index) * 1_000_033 + start)
         return torch.rand(weight.shape, generator=gen).to(weight.device)

@@ -1,0 +1,181 @@
+"""Compaction: rebuild the layers of a channel/head-masked model with fewer channels, for real.
+
+The plan (which indices each tensor keeps, which attributes change, which attention modules get
+fewer heads) is plain data, so it can be saved beside the weights and replayed on a fresh model.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+
+from ..errors import CompactionError
+from ..masks import MASK_SUFFIX, unprune
+from .attention import PrunedMultiheadAttention
+from .core import Graph, units_of
+from .trace import trace
+
+PLAN_ATTR = "_prunekit_plan"
+
+
+def pruned_roots(graph: Graph, units: list | None = None, locked: set[int] | None = None) -> set[int]:
+    """Units whose every parameter slice is masked out (and that touch at least one mask)."""
+    if units is None or locked is None:
+        units, locked = units_of(graph)
+    gone = set()
+    for u in units:
+        if u.root in locked:
+            continue
+        hits = 0
+        for (m, p, d), i in u.positions:
+            module = graph.modules[m]
+            if p not in module._parameters:
+                continue
+            mask = module._buffers.get(p + MASK_SUFFIX)
+            if mask is None or bool(mask.select(d, i).any()):
+                hits = -1
+                break
+            hits += 1
+        if hits > 0:
+            gone.add(u.root)
+    return gone
+
+
+def make_plan(graph: Graph, gone: set[int]) -> dict:
+    """Kept indices per tensor dimension, attribute updates and rebuilt attention modules."""
+    params: dict[str, dict[str, list[int]]] = {}
+    for (m, p, d), labels in graph.slots.items():
+        keep = [i for i, e in enumerate(labels.tolist()) if graph.find(e) not in gone]
+        if len(keep) < len(labels):
+            if not keep:
+                raise CompactionError(f"compaction would remove every channel of {m}.{p}; prune less")
+            params.setdefault(f"{m}.{p}" if m else p, {})[str(d)] = keep
+    attrs = {}
+    for m, attr, labels in graph.attrs:
+        kept = sum(graph.find(int(e)) not in gone for e in labels.tolist())
+        if kept != len(labels):
+            attrs[f"{m}.{attr}" if m else attr] = kept
+    mha = {}
+    for name, heads in graph.mha.items():
+        rows = params.get(f"{name}.in_proj_weight", {}).get("0")
+        if rows is not None:
+            module = graph.modules[name]
+            hd = module.embed_dim // heads if isinstance(module, nn.MultiheadAttention) else module.head_dim
+            mha[name] = {"num_heads": len(rows) // (3 * hd), "head_dim": hd}
+    return {"params": params, "attrs": attrs, "mha": mha}
+
+
+def _resolve(model: nn.Module, qname: str) -> tuple[nn.Module, str]:
+    mname, _, leaf = qname.rpartition(".")
+    return (model.get_submodule(mname) if mname else model), leaf
+
+
+def _sync(module: nn.Module) -> None:
+    """Make a module's size attributes agree with its resized tensors."""
+    w = getattr(module, "weight", None)
+    if isinstance(module, nn.Linear):
+        module.out_features, module.in_features = w.shape
+    elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        if module.groups > 1 and module.groups == module.in_channels == module.out_channels:
+            module.groups = module.in_channels = w.shape[0]
+        else:
+            module.in_channels = w.shape[1] * module.groups
+        module.out_channels = w.shape[0]
+    elif isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        module.in_channels, module.out_channels = w.shape[0], w.shape[1] * module.groups
+    elif isinstance(module, nn.GroupNorm):
+        per_group = module.num_channels // module.num_groups
+        module.num_channels = w.shape[0]
+        module.num_groups = w.shape[0] // per_group
+    elif isinstance(module, nn.modules.batchnorm._NormBase):
+        module.num_features = (w if w is not None else module.running_mean).shape[0]
+    elif hasattr(module, "nf") and hasattr(module, "nx") and w is not None and w.dim() == 2:
+        module.nx, module.nf = w.shape  # transformers' Conv1D keeps its weight as (in, out)
+
+
+def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
+    """Resize ``model``'s tensors and attributes in place as ``plan`` says; return it."""
+    touched = {}
+    for qname, dims in plan["params"].items():
+        module, leaf = _resolve(model, qname)
+        t = getattr(module, leaf)
+        new = t.detach()
+        for d, idx in dims.items():
+            new = new.index_select(int(d), torch.tensor(idx, dtype=torch.long, device=t.device))
+        if leaf in module._parameters:
+            module._parameters[leaf] = nn.Parameter(new.clone(), requires_grad=t.requires_grad)
+        else:
+            module._buffers[leaf] = new.clone()
+        touched[id(module)] = module
+    for module in touched.values():
+        _sync(module)
+    for name, spec in plan["mha"].items():
+        old = model.get_submodule(name)
+        new = PrunedMultiheadAttention(old.embed_dim, spec["num_heads"], spec["head_dim"], old.dropout,
+                                       old.in_proj_bias is not None, old.batch_first)
+        new.load_state_dict(old.state_dict())
+        parent, leaf = _resolve(model, name)
+        setattr(parent, leaf, new)
+    for qname, value in plan["attrs"].items():
+        module, leaf = _resolve(model, qname)
+        setattr(module, leaf, value)
+    setattr(model, PLAN_ATTR, plan)
+    return model
+
+
+def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: float = 1e-4) -> nn.Module:
+    """A physically smaller copy of a channel/head-pruned ``model`` that computes the same outputs.
+
+    Units whose parameter slices are all masked are removed from every layer that holds them; the
+    copy carries no masks. With ``check`` the copy is run on ``example_inputs`` and compared with the
+    masked model, so a forward pass that hard-codes a size raises instead of returning a wrong model.
+    """
+    graph = trace(model, example_inputs)
+    plan = make_plan(graph, pruned_roots(graph))
+    small = copy.deepcopy(model)
+    unprune(small)
+    apply_plan(small, plan)
+    if check:
+        verify(model, small, example_inputs, atol)
+    return small
+
+
+def _outputs(model: nn.Module, example_inputs: Any) -> list[torch.Tensor]:
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(*args)
+    finally:
+        model.train(was)
+    out = out.to_tuple() if hasattr(out, "to_tuple") else out
+    return [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+
+
+def verify(reference: nn.Module, small: nn.Module, example_inputs: Any, atol: float = 1e-4) -> float:
+    """Largest output difference between ``reference`` and ``small``; raises if it exceeds ``atol``."""
+    ref = _outputs(reference, example_inputs)
+    try:
+        got = _outputs(small, example_inputs)
+    except (RuntimeError, ValueError) as err:
+        raise CompactionError(
+            f"the compacted model fails to run ({err}); its forward pass likely hard-codes a channel or "
+            "head count — compute sizes from tensor shapes, or exclude the layers involved"
+        ) from err
+    worst = 0.0
+    for a, b in zip(ref, got):
+        if a.shape != b.shape:
+            raise CompactionError(f"compacted output has shape {tuple(b.shape)}, expected {tuple(a.shape)}")
+        if a.is_floating_point():
+            scale = 1.0 + float(a.abs().max()) if a.numel() else 1.0
+            worst = max(worst, float((a - b).abs().max()) / scale if a.numel() else 0.0)
+    if worst > atol:
+        raise CompactionError(
+            f"the compacted model differs from the masked one by {worst:.2e} (relative); an operation "
+            "between the pruned layers is not zero-preserving — exclude those layers"
+        )
+    return worst

@@ -1,0 +1,148 @@
+"""The coupling graph: elements (one per channel position), union-find units, and parameter slots.
+
+Every channel position that tracing sees gets an *element* id. Positions that must be removed
+together are unioned; an equivalence class is one prunable *unit*. A *slot* records which element
+each index of a parameter dimension belongs to, so masks and compaction just read the slots.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+SlotKey = tuple[str, str, int]  # (module name, tensor name, dim)
+
+
+@dataclass
+class MacTerm:
+    """One recorded conv/linear call: positions × kept outputs × kept inputs × kernel volume."""
+
+    positions: int
+    out_slot: SlotKey
+    in_slot: SlotKey | None
+    in_size: int
+    kernel: int
+
+
+@dataclass
+class Graph:
+    """Union-find over elements plus the slots, locks and facts compaction needs."""
+
+    modules: dict[str, nn.Module]
+    parent: list[int] = field(default_factory=list)
+    locked: set[int] = field(default_factory=set)
+    heads: set[int] = field(default_factory=set)
+    slots: dict[SlotKey, torch.Tensor] = field(default_factory=dict)
+    macs: list[MacTerm] = field(default_factory=list)
+    attrs: list[tuple[str, str, torch.Tensor]] = field(default_factory=list)  # module, attribute, its labels
+    mha: dict[str, int] = field(default_factory=dict)  # MultiheadAttention name -> head count
+
+    def new(self, n: int, locked: bool = False) -> torch.Tensor:
+        """``n`` fresh elements (``locked``: never prunable, e.g. zero padding or embeddings)."""
+        start = len(self.parent)
+        self.parent.extend(range(start, start + n))
+        if locked:
+            self.locked.update(range(start, start + n))
+        return torch.arange(start, start + n)
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def roots(self, labels: torch.Tensor) -> torch.Tensor:
+        values, inverse = labels.reshape(-1).unique(return_inverse=True)
+        found = torch.tensor([self.find(v) for v in values.tolist()], dtype=torch.long)
+        return found[inverse].reshape(labels.shape)
+
+    def union(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Union ``a`` and ``b`` elementwise (broadcast)."""
+        a, b = torch.broadcast_tensors(a, b)
+        pairs = torch.stack([a.reshape(-1), b.reshape(-1)], 1).unique(dim=0).tolist()
+        for x, y in pairs:
+            rx, ry = self.find(x), self.find(y)
+            if rx != ry:
+                self.parent[max(rx, ry)] = min(rx, ry)
+
+    def union_all(self, labels: torch.Tensor) -> None:
+        """Make every element of ``labels`` one unit."""
+        flat = labels.reshape(-1)
+        self.union(flat[:1], flat)
+
+    def lock(self, labels: torch.Tensor) -> None:
+        self.locked.update(int(v) for v in labels.reshape(-1).unique().tolist())
+
+    def bind(self, module: str, name: str, dim: int, labels: torch.Tensor) -> None:
+        """Say that index i of ``module.name`` along ``dim`` belongs to element ``labels[i]``."""
+        key = (module, name, dim)
+        labels = labels.reshape(-1)
+        if key in self.slots:
+            self.union(self.slots[key], labels)
+        else:
+            self.slots[key] = labels.clone()
+
+    def canonical(self, labels: torch.Tensor) -> torch.Tensor:
+        """Labels as roots, with every dimension along which they do not vary narrowed to size 1."""
+        for d in range(labels.dim()):  # narrow first (cheap), then map to roots, then narrow again
+            if labels.shape[d] > 1 and labels.stride(d) == 0:
+                labels = labels.narrow(d, 0, 1)
+        labels = self.roots(labels)
+        for d in range(labels.dim()):
+            if labels.shape[d] > 1 and bool((labels == labels.narrow(d, 0, 1)).all()):
+                labels = labels.narrow(d, 0, 1)
+        return labels.contiguous()
+
+
+def varying(labels: torch.Tensor) -> list[int]:
+    """Dimensions along which canonical labels vary."""
+    return [d for d in range(labels.dim()) if labels.shape[d] > 1]
+
+
+@dataclass
+class Unit:
+    """One prunable unit: its root element, slot positions, kind and coupled group."""
+
+    root: int
+    positions: list[tuple[SlotKey, int]]
+    kind: str  # "channels" or "heads"
+    group: int = -1
+
+
+def units_of(graph: Graph) -> tuple[list[Unit], set[int]]:
+    """All units that own a parameter position, and the roots of the locked ones."""
+    locked = {graph.find(e) for e in graph.locked}
+    heads = {graph.find(e) for e in graph.heads}
+    by_root: dict[int, Unit] = {}
+    for key, labels in graph.slots.items():
+        for i, e in enumerate(labels.tolist()):
+            r = graph.find(e)
+            unit = by_root.get(r)
+            if unit is None:
+                unit = by_root[r] = Unit(r, [], "heads" if r in heads else "channels")
+            unit.positions.append((key, i))
+    units = sorted(by_root.values(), key=lambda u: u.root)
+    _assign_groups(units)
+    return units, locked
+
+
+def _assign_groups(units: list[Unit]) -> None:
+    """Units sharing a slot belong to one coupled group (e.g. a whole residual stream)."""
+    owner: dict[SlotKey, int] = {}
+    parent = list(range(len(units)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, u in enumerate(units):
+        for key, _ in u.positions:
+            j = owner.setdefault(key, i)
+            parent[find(i)] = find(j)
+    for i, u in enumerate(units):
+        u.group = find(i)
