@@ -1,13 +1,17 @@
 """Pruning quality on real MNIST / Fashion-MNIST (CPU): LeNet-300-100 and LeNet-5.
 
 Parts (each per seed, results cached in bench/results/quality_mnist.json so a rerun skips them):
-  lenet300  dense, then one iterative chain 2× → 4× → 10× → 20× → 50× (global magnitude, fine-tune each)
+  lenet300  dense, then a chain of gradual (Zhu & Gupta) cycles to 10×, 20×, 50×: each cycle prunes
+            from the current sparsity to the next target over its first half, LR 0.1 cosine (LR rewinding)
   baselines the five ShrinkBench baselines, one-shot from the same dense net + fine-tune, at 2…32×
   lenet5    LeNet-5 (Caffe) on MNIST and Fashion-MNIST: dense, then 10× → 20× chain
   lottery   iterative magnitude pruning with rewinding to init (k = 0) vs random re-init, same masks
 Test error is reported for the final weights of every stage; nothing is selected on test.
 
-    PYTHONPATH=src python bench/quality_mnist.py --parts lenet300 baselines lottery lenet5 --seeds 0 1 2
+    PYTHONPATH=src python bench/quality_mnist.py --parts lenet300 baselines lottery --seeds 0 1 2
+    PYTHONPATH=src python bench/quality_mnist.py --parts lenet5 --seeds 0 1 2 \
+        --out bench/results/quality_mnist_lenet5.json          # (run beside the first: 2 processes)
+    PYTHONPATH=src python bench/quality_mnist.py --report bench/results/quality_mnist*.json  # → RESULTS.md
 """
 from __future__ import annotations
 
@@ -26,12 +30,14 @@ from prunekit.schedules import compression_of
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
 OUT = ROOT / "bench" / "results" / "quality_mnist.json"
+RESULTS_MD = ROOT / "bench" / "RESULTS.md"
+START, END = "<!-- quality_mnist:start -->", "<!-- quality_mnist:end -->"
 SGD = dict(batch_size=128, optimizer="sgd", momentum=0.9, weight_decay=1e-4, lr_schedule="cosine", progress=False)
 CFG = {
-    "lenet300": dict(dense_epochs=12, lr=0.1, ft_epochs=3, ft_lr=0.02, chain=[2, 4, 10, 20, 50]),
+    "lenet300": dict(dense_epochs=12, lr=0.1, ft_epochs=12, ft_lr=0.1, chain=[10, 20, 50], gradual=True),
     "baselines": dict(ft_epochs=2, ft_lr=0.02, ratios=[2, 4, 8, 16, 32],
                       methods=["global-magnitude", "layer-magnitude", "global-gradient", "layer-gradient", "random"]),
-    "lenet5": dict(dense_epochs=3, lr=0.05, ft_epochs=2, ft_lr=0.01, chain=[10, 20]),
+    "lenet5": dict(dense_epochs=3, lr=0.01, ft_epochs=2, ft_lr=0.005, chain=[10, 20], gradual=False),
     "lottery": dict(epochs=4, lr=1.2e-3, remaining=[0.2, 0.1, 0.05, 0.02]),
 }
 
@@ -45,20 +51,32 @@ def stage(model, test, start) -> dict:
             "sparsity": pk.sparsity(model), "cpu_s": time.process_time() - start}
 
 
-def lenet300(seed, data, dense_cache) -> dict:
-    c = CFG["lenet300"]
-    train, val, test = data["mnist"]
-    out, t = {}, time.process_time()
+def chain(name, seed, splits, c, out, prefix="", dense_cache=None) -> None:
+    """Train ``name`` dense, then prune to each compression of ``c["chain"]`` in turn, fine-tuning each."""
+    train, val, test = splits
+    t = time.process_time()
     torch.manual_seed(seed)
-    model = pk.models.create("lenet300")
+    model = pk.models.create(name)
     pk.train(model, train, val, epochs=c["dense_epochs"], lr=c["lr"], seed=seed, **SGD)
-    dense_cache[seed] = copy.deepcopy(model.state_dict())
-    out["dense"] = stage(model, test, t)
+    if dense_cache is not None:
+        dense_cache[seed] = copy.deepcopy(model.state_dict())
+    out[f"{prefix}dense"] = stage(model, test, t)
     for ratio in c["chain"]:
         t = time.process_time()
-        pk.prune(model, compression=ratio, method="global-magnitude")
-        pk.train(model, train, val, epochs=c["ft_epochs"], lr=c["ft_lr"], seed=seed + ratio, **SGD)
-        out[f"{ratio}x"] = stage(model, test, t)
+        if c["gradual"]:
+            every = pk.data.num_batches(train, SGD["batch_size"]) // 2
+            sched = pk.schedules.gradual(compression=ratio, start=0, every=every, n=c["ft_epochs"],
+                                         initial=pk.sparsity(model), method="global-magnitude")
+            pk.schedules.run(model, sched, train, val, epochs=c["ft_epochs"], lr=c["ft_lr"], seed=seed + ratio, **SGD)
+        else:
+            pk.prune(model, compression=ratio, method="global-magnitude")
+            pk.train(model, train, val, epochs=c["ft_epochs"], lr=c["ft_lr"], seed=seed + ratio, **SGD)
+        out[f"{prefix}{ratio}x"] = stage(model, test, t)
+
+
+def lenet300(seed, data, dense_cache) -> dict:
+    out: dict = {}
+    chain("lenet300", seed, data["mnist"], CFG["lenet300"], out, dense_cache=dense_cache)
     return out
 
 
@@ -83,20 +101,9 @@ def baselines(seed, data, dense_cache) -> dict:
 
 
 def lenet5(seed, data, dense_cache) -> dict:
-    c = CFG["lenet5"]
-    out = {}
+    out: dict = {}
     for name in ("mnist", "fashion-mnist"):
-        train, val, test = data[name]
-        t = time.process_time()
-        torch.manual_seed(seed)
-        model = pk.models.create("lenet5")
-        pk.train(model, train, val, epochs=c["dense_epochs"], lr=c["lr"], seed=seed, **SGD)
-        out[f"{name}/dense"] = stage(model, test, t)
-        for ratio in c["chain"]:
-            t = time.process_time()
-            pk.prune(model, compression=ratio, method="global-magnitude")
-            pk.train(model, train, val, epochs=c["ft_epochs"], lr=c["ft_lr"], seed=seed + ratio, **SGD)
-            out[f"{name}/{ratio}x"] = stage(model, test, t)
+        chain("lenet5", seed, data[name], CFG["lenet5"], out, prefix=f"{name}/")
     return out
 
 
@@ -153,15 +160,36 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_markdown(table: str) -> None:
+    """Put ``table`` between this script's markers in bench/RESULTS.md (appending them if absent)."""
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    block = f"{START}\n{table}{END}"
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## Pruning quality on MNIST (bench/quality_mnist.py)\n\n" + block + "\n"
+    RESULTS_MD.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--data-dir", type=Path, default=DATA)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=OUT, help="results JSON (runs already in it are skipped)")
+    ap.add_argument("--report", type=Path, nargs="*", help="only merge these results files into a report")
     args = ap.parse_args()
+    if args.report:
+        merged: dict = {"parts": {}}
+        for f in args.report:
+            for part, runs in json.loads(f.read_text())["parts"].items():
+                merged["parts"].setdefault(part, {}).update(runs)
+        print(report(merged))
+        write_markdown(report(merged))
+        return
     torch.set_num_threads(args.threads)
-    results = json.loads(OUT.read_text()) if OUT.exists() else {"parts": {}}
+    results = json.loads(args.out.read_text()) if args.out.exists() else {"parts": {}}
     data = {n: pk.data.load(n, args.data_dir, val_fraction=1 / 12, seed=0) for n in ("mnist", "fashion-mnist")}
     dense_cache: dict[int, dict] = {}
     for seed in args.seeds:
@@ -175,8 +203,8 @@ def main() -> None:
             results["parts"].setdefault(part, {})[str(seed)] = {"stages": stages, "cpu_s": time.process_time() - start}
             results["meta"] = {"torch": torch.__version__, "threads": args.threads, "config": CFG,
                                "machine": "2 CPU cores shared with other agents' work"}
-            OUT.parent.mkdir(parents=True, exist_ok=True)
-            OUT.write_text(json.dumps(results, indent=1))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1))
             print(f"seed {seed} {part}: {time.process_time() - start:.0f} s CPU", flush=True)
     print(report(results))
 

@@ -100,6 +100,8 @@ def test_gradual_prunes_inside_training():
     for step, value in log.items():
         assert value == pytest.approx(round(sched.sparsity_at(step) * n) / n, abs=1e-9), step
     model, train, val = _setup()
+    with pytest.raises(pk.PruneError, match="finetune_variant"):
+        pk.schedules.run(model, sched, train, val, epochs=3, finetune_variant="rewind", **OPTS)
     with pytest.raises(pk.PruneError, match="step 11"):
         pk.schedules.run(model, sched, train, val, epochs=2, **OPTS)  # 2 epochs = 8 steps
     recs = pk.schedules.run(model, sched, train, val, epochs=3, **OPTS)

@@ -209,3 +209,21 @@ def test_finetune_needs_rewind_state():
         pk.finetune(m, "rewind", train, epochs=1, progress=False)
     with pytest.raises(pk.PruneError, match="valid"):
         pk.finetune(m, "nope", train, epochs=1, progress=False)
+
+
+def test_callbacks_evaluate_log_and_checkpoint_each_epoch(tmp_path):
+    import json
+
+    train, test = _data()
+    m = _model()
+    cb = [pk.callbacks.Evaluate(test, name="test"), pk.callbacks.JSONLog(tmp_path / "log.jsonl")]
+    h = pk.train(m, train, test, epochs=2, batch_size=32, lr=0.05, callbacks=cb, checkpoint_dir=tmp_path / "ck",
+                 progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2] and lines[-1]["test_top1"] == h.last["test_top1"]
+    assert h.last["test_top1"] == pytest.approx(pk.evaluate(m, test)["top1"])
+    ckpt = torch.load(tmp_path / "ck" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 16 and (tmp_path / "ck" / "best.pt").exists()
+    (tmp_path / "ck" / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(pk.CheckpointError, match="resume=False"):
+        pk.train(m, train, epochs=3, checkpoint_dir=tmp_path / "ck", resume=True, progress=False)

@@ -1,5 +1,5 @@
 """prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
-from . import data, functional, models, rewind, schedules, scope, scores, sparse, structures, structures_nm
+from . import callbacks, data, functional, models, rewind, schedules, scope, scores, sparse, structures, structures_nm
 from .api import METHODS, prunable, prune, sparsity
 from .callbacks import Callback, History
 from .errors import (
@@ -43,7 +43,7 @@ __all__ = [
     "prune", "unprune", "compact", "save_compact", "load_compact", "sparsity", "summary", "prunable", "METHODS",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
-    "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "Callback", "History", "DataFileError", "CheckpointError",
+    "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "callbacks", "Callback", "History", "DataFileError", "CheckpointError",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
     "sparse", "structures_nm", "save", "load", "sparsify", "densify", "export_onnx",

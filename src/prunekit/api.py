@@ -13,6 +13,7 @@ from . import scores, structures, structures_nm
 from .errors import InvalidSparsityError, NoPrunableLayersError, NonFiniteWeightsError, PruneError
 from .masks import MASK_SUFFIX, Masks, attach
 from .scores import ScoreContext, Target
+from .threads import one_thread
 
 PRUNABLE_TYPES: tuple[type, ...] = (
     nn.Linear,
@@ -187,7 +188,8 @@ def prune(
     fns = [unit_scores(i, t) for i, t in enumerate(targets)]
     sizes = [structure.num_units(t.module, t.pname) for t in targets]
     _check_monotone(targets, structure, sizes, scope, sparsity)
-    keeps = scope.select(fns, sizes, [t.qname for t in targets], sparsity)
+    with one_thread():  # chunked selection: many small memory-bound ops
+        keeps = scope.select(fns, sizes, [t.qname for t in targets], sparsity)
     for t, keep in zip(targets, keeps):
         for pname, mask in structure.masks(keep.to(t.param.device), t.module, t.pname).items():
             attach(t.module, pname, mask, copy=False)

@@ -183,6 +183,8 @@ def run(model: nn.Module, schedule: Schedule, train: Any, val: Any = None, *, ep
     start = time.process_time()
     final = schedule.final(model)
     if isinstance(schedule, Gradual):
+        if finetune_variant != "continue":
+            raise PruneError("a gradual schedule prunes while training; it takes no finetune_variant")
         total = epochs * num_batches(train, train_options.get("batch_size", 128))
         if schedule.steps[-1] > total:
             raise PruneError(f"the gradual schedule prunes until step {schedule.steps[-1]} but training has only "

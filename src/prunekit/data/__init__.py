@@ -4,13 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import UnknownNameError
+from ..errors import DataFileError, UnknownNameError
 from .base import ArrayDataset, batches, num_batches, split
 from .builtin import digits, synthetic
 from .cifar import load_cifar10
 from .idx import load_idx_set
 
-_LOADERS: dict[str, Callable[..., tuple[ArrayDataset, ArrayDataset, Any]]] = {}
+_LOADERS: dict[str, tuple[Callable[..., tuple], bool]] = {}  # name -> (loader, needs root)
 
 
 def _register(name: str, needs_root: bool = False):
@@ -66,8 +66,6 @@ def load(name: str, root: str | Path | None = None, *, val_fraction: float = 0.1
         raise UnknownNameError(f"unknown dataset {name!r}; valid datasets: {', '.join(names())}")
     fn, needs_root = _LOADERS[name]
     if needs_root and root is None:
-        from ..errors import DataFileError
-
         raise DataFileError(f"dataset {name!r} needs root= (or --data-dir) pointing at its files")
     full, test, train_transform = fn(Path(root) if root is not None else None, seed, **options)
     train, val = split(full, val_fraction, seed, train_transform)

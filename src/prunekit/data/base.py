@@ -6,6 +6,8 @@ from typing import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import PruneError
+
 Transform = Callable[[torch.Tensor], torch.Tensor]  # a batch (B, C, H, W) -> a batch of the same shape
 
 
@@ -19,7 +21,7 @@ class ArrayDataset(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Transform | None = None,
                  classes: tuple[str, ...] = ()):
         if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise PruneError(f"{len(images)} images but {len(labels)} labels; pass one label per image")
         self.images = images
         self.labels = labels.long()
         self.transform = transform
@@ -57,8 +59,6 @@ def split(full: ArrayDataset, val_fraction: float, seed: int,
     Validation keeps ``full``'s own transform (normalization); only training gets ``train_transform``.
     """
     if not 0 <= val_fraction < 1:
-        from ..errors import PruneError
-
         raise PruneError(f"val_fraction must be in [0, 1) (got {val_fraction})")
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * len(full)))

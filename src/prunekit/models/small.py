@@ -5,6 +5,8 @@ from typing import Sequence
 
 from torch import nn
 
+from ..errors import PruneError
+
 
 def _flat(in_channels: int, input_size: tuple[int, int]) -> int:
     return in_channels * input_size[0] * input_size[1]
@@ -16,7 +18,7 @@ class MLP(nn.Sequential):
     def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int):
         layers: list[nn.Module] = [nn.Flatten()]
         widths = [in_features, *hidden]
-        for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        for a, b in zip(widths, widths[1:]):
             layers += [nn.Linear(a, b), nn.ReLU()]
         layers.append(nn.Linear(widths[-1], num_classes))
         super().__init__(*layers)
@@ -69,8 +71,6 @@ class LeNet5(nn.Module):
         self.relu = nn.ReLU()
         h, w = ((input_size[0] - 4) // 2 - 4) // 2, ((input_size[1] - 4) // 2 - 4) // 2
         if h < 1 or w < 1:
-            from ..errors import PruneError
-
             raise PruneError(f"lenet5 needs inputs of at least 12×12 (got {input_size}); use 'cnn' for digits")
         self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(50 * h * w, 500)

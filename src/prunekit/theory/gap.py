@@ -17,6 +17,7 @@ from ..api import prune
 from ..errors import PruneError
 from ..masks import Masks
 from .networks import draw_inputs
+from ..threads import one_thread
 from .report import GapReport
 
 _SEED_STRIDE = 1_000_003
@@ -24,22 +25,9 @@ _PRUNE_OPTIONS = {"exclude", "data", "loss_fn", "check_finite"}
 _SMALL = 1 << 20  # parameters below which one thread beats several (tiny matmuls, many of them)
 
 
-@contextlib.contextmanager
-def _threads_for(model: nn.Module) -> Iterator[None]:
-    """Run a small model's many tiny forwards on one thread, restoring the setting afterwards.
-
-    Monte Carlo runs thousands of forwards of small networks; their cost is then thread
-    synchronisation, not arithmetic (up to 20x slower with 2 threads on a busy machine).
-    """
-    before = torch.get_num_threads()
-    small = sum(p.numel() for p in model.parameters()) < _SMALL
-    if small:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if small:
-            torch.set_num_threads(before)
+def _threads_for(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Run a small model's many tiny forwards on one thread (thread synchronisation would dominate)."""
+    return one_thread(sum(p.numel() for p in model.parameters()) < _SMALL)
 
 
 def is_stochastic(score: Any) -> bool:
