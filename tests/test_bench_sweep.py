@@ -251,3 +251,14 @@ def test_pretrained_weights_replace_base_training(tmp_path, config_path):
     _, _, test = prunekit.data.load("synthetic")
     assert out["metrics"]["test_top1"] == prunekit.evaluate(model, test)["top1"]
     assert base.id != load(config_path).bases()[0].id  # the weights are part of the base's identity
+
+
+def test_neuron_pruning_deploys_the_compacted_model(tmp_path, config_path):
+    method = {"name": "neuron-magnitude", "structure": "neurons", "scope": "layer"}
+    cfg = load(config_path).model_copy(update={"seeds": [0], "compressions": [2.0]})
+    cfg = type(cfg).model_validate({**cfg.model_dump(), "methods": [method]})
+    assert sweep(cfg, tmp_path).done == 1
+    with Store(tmp_path) as store:
+        (run,) = store.runs()
+    m = run["metrics"]
+    assert m["deploy_form"] == "compact" and m["file_bytes"] < m["dense_file_bytes"] / 1.5
