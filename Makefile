@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/prunekit demo
+	$(VENV)/bin/prunekit demo --resume
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

@@ -20,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SIZES = {"25M": (2048, 6), "100M": (4096, 6)}  # (width, layers) of a Linear stack
 SPARSITY = 0.9
+REPEATS = 3
 
 
 def _rss_kib(field: str) -> int:
@@ -84,6 +85,22 @@ def child(tool: str, size: str, threads: int) -> dict:
     }
 
 
+def _median_run(tool: str, size: str, threads: int) -> dict:
+    """Median of REPEATS fresh-process runs, metric by metric (the machine is shared and noisy)."""
+    runs = []
+    for _ in range(REPEATS):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", tool, size, str(threads)],
+            capture_output=True, text=True, check=True,
+        )
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    row = dict(runs[0])
+    for key in ("prune_s", "peak_extra_bytes", "dense_forward_s", "pruned_forward_s"):
+        row[key] = statistics.median(r[key] for r in runs)
+    row["prune_s_all"] = [r["prune_s"] for r in runs]
+    return row
+
+
 def main() -> None:
     import torch
 
@@ -91,20 +108,31 @@ def main() -> None:
     for threads in (1, 2):
         for size in SIZES:
             for tool in ("prunekit", "torch.nn.utils.prune"):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", tool, size, str(threads)],
-                    capture_output=True, text=True, check=True,
-                )
-                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                rows.append(_median_run(tool, size, threads))
                 print(rows[-1], flush=True)
     meta = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
         "torch": torch.__version__, "python": platform.python_version(),
-        "command": "python bench/prune_speed.py", "batch": 64, "sparsity": SPARSITY,
+        "command": "python bench/prune_speed.py", "batch": 64, "sparsity": SPARSITY, "repeats": REPEATS,
     }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "prune_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(table(rows, meta))
+    text = table(rows, meta)
+    print(text)
+    write_section(text)
+
+
+def write_section(text: str) -> None:
+    """Replace this benchmark's section of bench/RESULTS.md (between its markers)."""
+    path, start, end = HERE / "RESULTS.md", "<!-- prune_speed:start -->", "<!-- prune_speed:end -->"
+    body = f"{start}\n## pk.prune vs torch.nn.utils.prune (issue 2)\n\n{text}\n{end}"
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start in old:
+        new = old[: old.index(start)] + body + old[old.index(end) + len(end):]
+    else:
+        head, _, rest = old.partition("\n")
+        new = f"{head}\n\n{body}\n{rest}"
+    path.write_text(new)
 
 
 def table(rows: list[dict], meta: dict) -> str:
@@ -122,7 +150,12 @@ def table(rows: list[dict], meta: dict) -> str:
             f"{r['dense_forward_s'] * 1e3:.1f} → {r['pruned_forward_s'] * 1e3:.1f} | "
             f"{r['pruned_forward_s'] / r['dense_forward_s']:.2f} |"
         )
-    lines.append(f"\nMachine: {meta['machine']}; torch {meta['torch']}; command: `{meta['command']}`.")
+    lines.append(
+        f"\nGlobal magnitude to {meta['sparsity']:.0%} on stacks of 6 `Linear` layers; each cell is the median of "
+        f"{meta['repeats']} fresh processes. Peak extra memory = peak RSS during pruning minus RSS before "
+        "(prunekit's includes its boolean masks, 0.25 × the model). Machine: "
+        f"{meta['machine']}; torch {meta['torch']}; command: `{meta['command']}`."
+    )
     return "\n".join(lines)
 
 

@@ -91,7 +91,11 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
 def _demo(args: argparse.Namespace) -> int:
     from .bench import DEMO_CONFIG
 
-    return run_sweep(DEMO_CONFIG, Path(args.out), args)
+    code = run_sweep(DEMO_CONFIG, Path(args.out), args)
+    report_md = (Path(args.out) / "report.md").read_text()
+    if "\n## " in report_md:  # the per-model tables: test top-1 vs compression for every method
+        print("\n" + report_md[report_md.index("\n## ") + 1 :].strip())
+    return code
 
 
 def _bench(args: argparse.Namespace) -> int:
