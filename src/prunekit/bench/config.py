@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .. import scope, scores, structures
 from ..api import METHODS
 from ..errors import PruneError
+from ..rewind import VARIANTS
 from .zoo import dataset_names, model_names
 
 
@@ -64,19 +65,66 @@ class TrainSettings(_Strict):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
 
 
+class GradualSettings(_Strict):
+    """Zhu & Gupta's cubic schedule: prune at fine-tuning steps ``start + k·every`` (k = 0…``n``) from
+    sparsity ``initial`` up to the run's target (:class:`prunekit.schedules.Gradual`)."""
+
+    start: int = Field(0, ge=0)
+    every: int = Field(50, ge=1)
+    n: int = Field(5, ge=1)
+    initial: float = Field(0.0, ge=0, lt=1)
+
+
+class RetrainSettings(_Strict):
+    """How a method retrains after pruning, one of :data:`prunekit.rewind.VARIANTS`.
+
+    ``continue`` fine-tunes with the run's ``finetune`` settings. The others replay the base model's
+    training (its ``train`` settings, T epochs) from step ``rewind_step`` = k: ``rewind`` resets the
+    weights to those of step k (k = 0: the lottery ticket), ``lr-rewind`` keeps the weights,
+    ``reinit`` draws fresh ones, ``random-mask`` rewinds under a random mask of the same sparsity.
+    """
+
+    variant: str = "continue"
+    rewind_step: int = Field(0, ge=0)
+
+    @field_validator("variant")
+    @classmethod
+    def _variant(cls, v: str) -> str:
+        return _choice(v, list(VARIANTS), "fine-tuning variant")
+
+    @property
+    def replays(self) -> bool:
+        """Whether it replays the base training (every variant but ``continue``)."""
+        return self.variant != "continue"
+
+    @property
+    def snapshot_step(self) -> int | None:
+        """The base-training step whose weights this variant rewinds to, when it needs stored ones.
+
+        Step 0 needs none: the seeded initialization is recreated from the base's seed.
+        """
+        if self.variant in ("rewind", "random-mask") and self.rewind_step > 0:
+            return self.rewind_step
+        return None
+
+
 class MethodSpec(_Strict):
-    """A pruning method: structure × score × scope × schedule; ``name`` labels it in reports.
+    """A pruning method: structure × score × scope × schedule × retraining; ``name`` labels it in reports.
 
     ``iterative`` prunes in ``rounds`` geometric steps (the lottery-ticket convention), each followed
-    by the run's fine-tuning; ``oneshot`` prunes once and fine-tunes once.
+    by the retraining; ``oneshot`` prunes once and retrains once; ``gradual`` prunes during a first
+    fine-tuning phase of ``gradual.start + gradual.n · gradual.every`` steps (Zhu & Gupta), then
+    fine-tunes as usual.
     """
 
     name: str
     score: str = "magnitude"
     scope: str = "global"
     structure: str = "weights"
-    schedule: Literal["oneshot", "iterative"] = "oneshot"
+    schedule: Literal["oneshot", "iterative", "gradual"] = "oneshot"
     rounds: int = Field(3, ge=1)
+    gradual: GradualSettings | None = None
+    finetune: RetrainSettings = RetrainSettings()
     score_batches: int = Field(1, ge=1)
 
     @field_validator("score")
@@ -108,6 +156,16 @@ class MethodSpec(_Strict):
             return {"name": data, "score": score_name, "scope": scope_name}
         return data
 
+    @model_validator(mode="after")
+    def _schedule_settings(self) -> "MethodSpec":
+        if self.gradual is not None and self.schedule != "gradual":
+            raise ValueError(f"gradual: settings given but schedule is {self.schedule!r}; "
+                             "set schedule: gradual or remove them")
+        if self.schedule == "gradual" and self.finetune.replays:
+            raise ValueError(f"finetune.variant: {self.finetune.variant!r} cannot follow a gradual schedule, "
+                             "which prunes while fine-tuning; allowed values: continue")
+        return self
+
 
 class MeasureSettings(_Strict):
     """How latency is measured: median over ``repeats`` timings at each batch size, of the model in
@@ -120,7 +178,10 @@ class MeasureSettings(_Strict):
 
 
 class BaseSpec(_Strict):
-    """What defines a dense base model: trained once and shared by every method and ratio."""
+    """What defines a dense base model: trained once and shared by every method and ratio.
+
+    ``rewind_steps`` are the training steps whose weights are kept for methods that rewind to them.
+    """
 
     dataset: str
     model: str
@@ -128,6 +189,7 @@ class BaseSpec(_Strict):
     val_fraction: float = 0.1
     train: TrainSettings = TrainSettings()
     weights: str | None = None
+    rewind_steps: tuple[int, ...] = ()
 
     @property
     def id(self) -> str:
@@ -197,13 +259,24 @@ class ExperimentConfig(_Strict):
         stray = sorted(set(self.weights) - set(self.models))
         if stray:
             raise ValueError(f"weights: model {stray[0]!r} is not in models; allowed keys: {', '.join(self.models)}")
+        replaying = [m for m in self.methods if m.finetune.replays]
+        if replaying and self.weights:
+            raise ValueError(f"methods: {replaying[0].name!r} replays the base training "
+                             f"(finetune.variant {replaying[0].finetune.variant!r}), but {sorted(self.weights)[0]!r} "
+                             "has pretrained weights; use finetune.variant: continue or train the base")
+        if replaying and self.train.steps is not None:
+            raise ValueError(f"train.steps: {replaying[0].name!r} replays the base training, which must be "
+                             "given in train.epochs; remove train.steps")
         return self
+
+    def _rewind_steps(self) -> tuple[int, ...]:
+        return tuple(sorted({m.finetune.snapshot_step for m in self.methods} - {None}))
 
     def bases(self) -> list[BaseSpec]:
         """Every dense base model of the grid, in grid order."""
         return [
             BaseSpec(dataset=d, model=m, seed=s, val_fraction=self.val_fraction, train=self.train,
-                     weights=self.weights.get(m))
+                     weights=self.weights.get(m), rewind_steps=self._rewind_steps())
             for d in self.datasets for m in self.models for s in self.seeds
         ]
 
