@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from .. import scope, scores, structures
-from ..api import METHODS
 from ..errors import PruneError
-from ..rewind import VARIANTS
+from .methods import MethodSpec
+from .strict import Strict, choice
 from .zoo import dataset_names, model_names
 
 
@@ -26,30 +25,7 @@ class ConfigError(PruneError):
     """A benchmark config with an unknown key, a bad value or a file that cannot be read."""
 
 
-class _Strict(BaseModel):
-    """Base of every config section: frozen, and an unknown key names the allowed ones."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(map(str, data)) - set(cls.model_fields))
-            if unknown:
-                raise ValueError(
-                    f"unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(cls.model_fields))}"
-                )
-        return data
-
-
-def _choice(value: str, allowed: list[str], what: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; allowed values: {', '.join(allowed)}")
-    return value
-
-
-class TrainSettings(_Strict):
+class TrainSettings(Strict):
     """One training phase (the dense base model, or fine-tuning after pruning).
 
     ``steps`` (optimizer steps), when set, replaces ``epochs``: a budget finer than an epoch.
@@ -65,109 +41,7 @@ class TrainSettings(_Strict):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
 
 
-class GradualSettings(_Strict):
-    """Zhu & Gupta's cubic schedule: prune at fine-tuning steps ``start + k·every`` (k = 0…``n``) from
-    sparsity ``initial`` up to the run's target (:class:`prunekit.schedules.Gradual`)."""
-
-    start: int = Field(0, ge=0)
-    every: int = Field(50, ge=1)
-    n: int = Field(5, ge=1)
-    initial: float = Field(0.0, ge=0, lt=1)
-
-
-class RetrainSettings(_Strict):
-    """How a method retrains after pruning, one of :data:`prunekit.rewind.VARIANTS`.
-
-    ``continue`` fine-tunes with the run's ``finetune`` settings. The others replay the base model's
-    training (its ``train`` settings, T epochs) from step ``rewind_step`` = k: ``rewind`` resets the
-    weights to those of step k (k = 0: the lottery ticket), ``lr-rewind`` keeps the weights,
-    ``reinit`` draws fresh ones, ``random-mask`` rewinds under a random mask of the same sparsity.
-    """
-
-    variant: str = "continue"
-    rewind_step: int = Field(0, ge=0)
-
-    @field_validator("variant")
-    @classmethod
-    def _variant(cls, v: str) -> str:
-        return _choice(v, list(VARIANTS), "fine-tuning variant")
-
-    @property
-    def replays(self) -> bool:
-        """Whether it replays the base training (every variant but ``continue``)."""
-        return self.variant != "continue"
-
-    @property
-    def snapshot_step(self) -> int | None:
-        """The base-training step whose weights this variant rewinds to, when it needs stored ones.
-
-        Step 0 needs none: the seeded initialization is recreated from the base's seed.
-        """
-        if self.variant in ("rewind", "random-mask") and self.rewind_step > 0:
-            return self.rewind_step
-        return None
-
-
-class MethodSpec(_Strict):
-    """A pruning method: structure × score × scope × schedule × retraining; ``name`` labels it in reports.
-
-    ``iterative`` prunes in ``rounds`` geometric steps (the lottery-ticket convention), each followed
-    by the retraining; ``oneshot`` prunes once and retrains once; ``gradual`` prunes during a first
-    fine-tuning phase of ``gradual.start + gradual.n · gradual.every`` steps (Zhu & Gupta), then
-    fine-tunes as usual.
-    """
-
-    name: str
-    score: str = "magnitude"
-    scope: str = "global"
-    structure: str = "weights"
-    schedule: Literal["oneshot", "iterative", "gradual"] = "oneshot"
-    rounds: int = Field(3, ge=1)
-    gradual: GradualSettings | None = None
-    finetune: RetrainSettings = RetrainSettings()
-    score_batches: int = Field(1, ge=1)
-
-    @field_validator("score")
-    @classmethod
-    def _score(cls, v: str) -> str:
-        return _choice(v, scores.registry.names(), "score")
-
-    @field_validator("scope")
-    @classmethod
-    def _scope(cls, v: str) -> str:
-        return _choice(v, scope.registry.names(), "scope")
-
-    @field_validator("structure")
-    @classmethod
-    def _structure(cls, v: str) -> str:
-        return _choice(v, structures.registry.names(), "structure")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, data: Any) -> Any:
-        """A bare baseline name such as ``global-magnitude`` expands to its score and scope."""
-        if isinstance(data, str):
-            if data not in METHODS:
-                raise ValueError(
-                    f"unknown method {data!r}; allowed values: {', '.join(sorted(METHODS))} "
-                    "(or a mapping with name, score, scope, structure)"
-                )
-            score_name, scope_name = METHODS[data]
-            return {"name": data, "score": score_name, "scope": scope_name}
-        return data
-
-    @model_validator(mode="after")
-    def _schedule_settings(self) -> "MethodSpec":
-        if self.gradual is not None and self.schedule != "gradual":
-            raise ValueError(f"gradual: settings given but schedule is {self.schedule!r}; "
-                             "set schedule: gradual or remove them")
-        if self.schedule == "gradual" and self.finetune.replays:
-            raise ValueError(f"finetune.variant: {self.finetune.variant!r} cannot follow a gradual schedule, "
-                             "which prunes while fine-tuning; allowed values: continue")
-        return self
-
-
-class MeasureSettings(_Strict):
+class MeasureSettings(Strict):
     """How latency is measured: median over ``repeats`` timings at each batch size, of the model in
     the ``deploy`` form (``auto``: sparse kernels for weights, compaction for neurons, where available)."""
 
@@ -177,7 +51,7 @@ class MeasureSettings(_Strict):
     deploy: Literal["auto", "dense", "sparse", "compact"] = "auto"
 
 
-class BaseSpec(_Strict):
+class BaseSpec(Strict):
     """What defines a dense base model: trained once and shared by every method and ratio.
 
     ``rewind_steps`` are the training steps whose weights are kept for methods that rewind to them.
@@ -196,7 +70,7 @@ class BaseSpec(_Strict):
         return identity(self)
 
 
-class RunSpec(_Strict):
+class RunSpec(Strict):
     """One run: prune a base model with a method to a compression, fine-tune, measure."""
 
     base: BaseSpec
@@ -216,7 +90,7 @@ def identity(spec: BaseModel) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     """A whole sweep, as written in a YAML file."""
 
     name: str
@@ -235,12 +109,12 @@ class ExperimentConfig(_Strict):
     @field_validator("datasets")
     @classmethod
     def _datasets(cls, v: list[str]) -> list[str]:
-        return [_choice(d, dataset_names(), "dataset") for d in v]
+        return [choice(d, dataset_names(), "dataset") for d in v]
 
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        return [_choice(m, model_names(), "model") for m in v]
+        return [choice(m, model_names(), "model") for m in v]
 
     @field_validator("compressions")
     @classmethod

@@ -20,8 +20,9 @@ from torch import nn
 
 from ..callbacks import Callback, History
 from ..errors import PruneError
-from .config import BaseSpec, GradualSettings, RunSpec, TrainSettings
+from .config import BaseSpec, RunSpec, TrainSettings
 from .deploy import deploy, file_bytes, latencies
+from .methods import GradualSettings
 from .zoo import create_model, load_data
 
 
