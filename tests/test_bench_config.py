@@ -33,6 +33,24 @@ def minimal(**over):
         ({"compressions": [0.5]}, "compressions: compression 0.5 is not > 1", "numbers > 1"),
         ({"measure": {"deploy": "gpu"}}, "measure.deploy", "'auto', 'dense', 'sparse' or 'compact'"),
         ({"seeds": []}, "seeds", "at least 1"),
+        ({"methods": [{"name": "x", "schedule": "cubic"}]}, "methods.0.schedule", "'oneshot', 'iterative' or 'gradual'"),
+        ({"methods": [{"name": "x", "schedule": "gradual", "gradual": {"every": 0}}]}, "methods.0.gradual.every",
+         "greater than or equal to 1"),
+        ({"methods": [{"name": "x", "schedule": "gradual", "gradual": {"steps": 3}}]},
+         "methods.0.gradual: unknown key 'steps'", "allowed keys: every, initial, n, start"),
+        ({"methods": [{"name": "x", "gradual": {"n": 3}}]}, "gradual: settings given but schedule is 'oneshot'",
+         "set schedule: gradual"),
+        ({"methods": [{"name": "x", "finetune": {"variant": "retrain"}}]},
+         "methods.0.finetune.variant: unknown fine-tuning variant 'retrain'",
+         "allowed values: continue, rewind, lr-rewind, reinit, random-mask"),
+        ({"methods": [{"name": "x", "finetune": {"variant": "rewind", "rewind_step": -1}}]},
+         "methods.0.finetune.rewind_step", "greater than or equal to 0"),
+        ({"methods": [{"name": "x", "schedule": "gradual", "finetune": {"variant": "rewind"}}]},
+         "finetune.variant: 'rewind' cannot follow a gradual schedule", "allowed values: continue"),
+        ({"methods": [{"name": "x", "finetune": {"variant": "reinit"}}], "weights": {"mlp": "m.pt"}},
+         "'x' replays the base training", "use finetune.variant: continue"),
+        ({"methods": [{"name": "x", "finetune": {"variant": "lr-rewind"}}], "train": {"steps": 50}},
+         "train.steps: 'x' replays the base training", "train.epochs"),
     ],
 )
 def test_errors_name_the_key_and_the_allowed_values(over, key, allowed):
@@ -82,6 +100,22 @@ def test_identity_is_stable_and_pinned():
     assert parse(minimal(train={"epochs": 10})).runs()[0].id == spec.id  # 10 is the code default
     assert parse(minimal(train={"epochs": 11})).runs()[0].id != spec.id
     assert parse(minimal(data_dir="/elsewhere")).runs()[0].id == spec.id  # location is not identity
+
+
+def test_schedule_and_retraining_defaults_keep_identities_and_rewind_steps_reach_the_base():
+    pinned = parse(minimal()).runs()[0]
+    spelled = {"name": "global-magnitude", "score": "magnitude", "scope": "global", "schedule": "oneshot",
+               "finetune": {"variant": "continue", "rewind_step": 0}}
+    assert parse(minimal(methods=[spelled])).runs()[0].id == pinned.id
+    ticket = {"name": "ticket", "finetune": {"variant": "rewind"}}  # k = 0: the seeded init, nothing kept
+    late = {"name": "late", "finetune": {"variant": "random-mask", "rewind_step": 7}}
+    lr = {"name": "lr", "finetune": {"variant": "lr-rewind", "rewind_step": 9}}  # keeps its own weights
+    assert parse(minimal(methods=[ticket, lr])).bases()[0].id == pinned.base.id
+    cfg = parse(minimal(methods=["global-magnitude", ticket, late, lr]))
+    assert [b.rewind_steps for b in cfg.bases()] == [(7,)]
+    assert cfg.runs()[0].base.id != pinned.base.id  # the base now also keeps step 7
+    gradual = parse(minimal(methods=[{"name": "g", "schedule": "gradual"}])).runs()[0]
+    assert gradual.id != pinned.id and gradual.method.gradual is None  # defaults: GradualSettings()
 
 
 def test_adding_a_setting_with_a_default_keeps_old_identities():

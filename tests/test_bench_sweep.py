@@ -262,3 +262,37 @@ def test_neuron_pruning_deploys_the_compacted_model(tmp_path, config_path):
         (run,) = store.runs()
     m = run["metrics"]
     assert m["deploy_form"] == "compact" and m["file_bytes"] < m["dense_file_bytes"] / 1.5
+
+
+def test_gradual_and_rewinding_methods_run_end_to_end(tmp_path, config_path):
+    from prunekit.bench.runner import unpack_base
+    from prunekit.bench.zoo import create_model, load_data
+
+    gradual = {"name": "gradual", "schedule": "gradual", "gradual": {"start": 0, "every": 3, "n": 3}}
+    rewind = {"name": "rewind-3", "finetune": {"variant": "rewind", "rewind_step": 3}}
+    ticket = {"name": "ticket", "finetune": {"variant": "rewind"}}
+    too_late = {"name": "too-late", "finetune": {"variant": "rewind", "rewind_step": 100}}  # T is 18 steps
+    cfg = load(config_path).model_copy(update={"seeds": [0], "compressions": [8.0]})
+    cfg = type(cfg).model_validate({**cfg.model_dump(), "methods": [gradual, rewind, ticket, too_late]})
+    outcome = sweep(cfg, tmp_path)
+    assert outcome.done == 3 and len(outcome.failed) == 1 and "smaller finetune.rewind_step" in outcome.failed[0][1]
+    with Store(tmp_path) as store:
+        runs = {r["method"]: r for r in store.runs("done")}
+        logs = {name: store.epochs(r["id"], "finetune") for name, r in runs.items()}
+    for r in runs.values():
+        m = r["metrics"]
+        assert abs(m["achieved_compression"] - 8) < 0.05 and 0 < m["finetuned_test_top1"] <= 1
+        assert m["pruned_val_top1"] >= 0 and m["measured_speedup"] > 0
+    # Rewinding to step 3 and to the seeded init (k = 0) retrain from different weights.
+    assert runs["rewind-3"]["metrics"]["finetuned_val_loss"] != runs["ticket"]["metrics"]["finetuned_val_loss"]
+    assert len(logs["gradual"]) == 1 + 2  # 9 pruning steps (one epoch of 9 batches), then 2 fine-tuning epochs
+    assert len(logs["rewind-3"]) == 2 and logs["rewind-3"][-1]["step"] == 18 - 3  # replays T = 18 from k = 3
+    # The base kept the weights of step 3, which equal 3 steps of the same training run by hand.
+    base = cfg.bases()[0]
+    _, rewinds = unpack_base((tmp_path / "bases" / f"{base.id}.pt").read_bytes())
+    assert base.rewind_steps == (3, 100) and set(rewinds) == {3}
+    train, val, _ = load_data("synthetic", None, base.val_fraction)
+    model = create_model("mlp", train, 0)
+    prunekit.train(model, train, val, steps=3, seed=0, progress=False, schedule_total=18,
+                   **base.train.model_dump(exclude={"epochs", "steps"}))
+    assert all(torch.equal(v, rewinds[3][k]) for k, v in model.state_dict().items())

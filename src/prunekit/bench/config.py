@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from .. import scope, scores, structures
-from ..api import METHODS
 from ..errors import PruneError
+from .methods import MethodSpec
+from .strict import Strict, choice
 from .zoo import dataset_names, model_names
 
 
@@ -25,30 +25,7 @@ class ConfigError(PruneError):
     """A benchmark config with an unknown key, a bad value or a file that cannot be read."""
 
 
-class _Strict(BaseModel):
-    """Base of every config section: frozen, and an unknown key names the allowed ones."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(map(str, data)) - set(cls.model_fields))
-            if unknown:
-                raise ValueError(
-                    f"unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(cls.model_fields))}"
-                )
-        return data
-
-
-def _choice(value: str, allowed: list[str], what: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; allowed values: {', '.join(allowed)}")
-    return value
-
-
-class TrainSettings(_Strict):
+class TrainSettings(Strict):
     """One training phase (the dense base model, or fine-tuning after pruning).
 
     ``steps`` (optimizer steps), when set, replaces ``epochs``: a budget finer than an epoch.
@@ -64,52 +41,7 @@ class TrainSettings(_Strict):
     lr_schedule: Literal["constant", "cosine"] = "cosine"
 
 
-class MethodSpec(_Strict):
-    """A pruning method: structure × score × scope × schedule; ``name`` labels it in reports.
-
-    ``iterative`` prunes in ``rounds`` geometric steps (the lottery-ticket convention), each followed
-    by the run's fine-tuning; ``oneshot`` prunes once and fine-tunes once.
-    """
-
-    name: str
-    score: str = "magnitude"
-    scope: str = "global"
-    structure: str = "weights"
-    schedule: Literal["oneshot", "iterative"] = "oneshot"
-    rounds: int = Field(3, ge=1)
-    score_batches: int = Field(1, ge=1)
-
-    @field_validator("score")
-    @classmethod
-    def _score(cls, v: str) -> str:
-        return _choice(v, scores.registry.names(), "score")
-
-    @field_validator("scope")
-    @classmethod
-    def _scope(cls, v: str) -> str:
-        return _choice(v, scope.registry.names(), "scope")
-
-    @field_validator("structure")
-    @classmethod
-    def _structure(cls, v: str) -> str:
-        return _choice(v, structures.registry.names(), "structure")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, data: Any) -> Any:
-        """A bare baseline name such as ``global-magnitude`` expands to its score and scope."""
-        if isinstance(data, str):
-            if data not in METHODS:
-                raise ValueError(
-                    f"unknown method {data!r}; allowed values: {', '.join(sorted(METHODS))} "
-                    "(or a mapping with name, score, scope, structure)"
-                )
-            score_name, scope_name = METHODS[data]
-            return {"name": data, "score": score_name, "scope": scope_name}
-        return data
-
-
-class MeasureSettings(_Strict):
+class MeasureSettings(Strict):
     """How latency is measured: median over ``repeats`` timings at each batch size, of the model in
     the ``deploy`` form (``auto``: sparse kernels for weights, compaction for neurons, where available)."""
 
@@ -119,8 +51,11 @@ class MeasureSettings(_Strict):
     deploy: Literal["auto", "dense", "sparse", "compact"] = "auto"
 
 
-class BaseSpec(_Strict):
-    """What defines a dense base model: trained once and shared by every method and ratio."""
+class BaseSpec(Strict):
+    """What defines a dense base model: trained once and shared by every method and ratio.
+
+    ``rewind_steps`` are the training steps whose weights are kept for methods that rewind to them.
+    """
 
     dataset: str
     model: str
@@ -128,13 +63,14 @@ class BaseSpec(_Strict):
     val_fraction: float = 0.1
     train: TrainSettings = TrainSettings()
     weights: str | None = None
+    rewind_steps: tuple[int, ...] = ()
 
     @property
     def id(self) -> str:
         return identity(self)
 
 
-class RunSpec(_Strict):
+class RunSpec(Strict):
     """One run: prune a base model with a method to a compression, fine-tune, measure."""
 
     base: BaseSpec
@@ -154,7 +90,7 @@ def identity(spec: BaseModel) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     """A whole sweep, as written in a YAML file."""
 
     name: str
@@ -173,12 +109,12 @@ class ExperimentConfig(_Strict):
     @field_validator("datasets")
     @classmethod
     def _datasets(cls, v: list[str]) -> list[str]:
-        return [_choice(d, dataset_names(), "dataset") for d in v]
+        return [choice(d, dataset_names(), "dataset") for d in v]
 
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        return [_choice(m, model_names(), "model") for m in v]
+        return [choice(m, model_names(), "model") for m in v]
 
     @field_validator("compressions")
     @classmethod
@@ -197,13 +133,24 @@ class ExperimentConfig(_Strict):
         stray = sorted(set(self.weights) - set(self.models))
         if stray:
             raise ValueError(f"weights: model {stray[0]!r} is not in models; allowed keys: {', '.join(self.models)}")
+        replaying = [m for m in self.methods if m.finetune.replays]
+        if replaying and self.weights:
+            raise ValueError(f"methods: {replaying[0].name!r} replays the base training "
+                             f"(finetune.variant {replaying[0].finetune.variant!r}), but {sorted(self.weights)[0]!r} "
+                             "has pretrained weights; use finetune.variant: continue or train the base")
+        if replaying and self.train.steps is not None:
+            raise ValueError(f"train.steps: {replaying[0].name!r} replays the base training, which must be "
+                             "given in train.epochs; remove train.steps")
         return self
+
+    def _rewind_steps(self) -> tuple[int, ...]:
+        return tuple(sorted({m.finetune.snapshot_step for m in self.methods} - {None}))
 
     def bases(self) -> list[BaseSpec]:
         """Every dense base model of the grid, in grid order."""
         return [
             BaseSpec(dataset=d, model=m, seed=s, val_fraction=self.val_fraction, train=self.train,
-                     weights=self.weights.get(m))
+                     weights=self.weights.get(m), rewind_steps=self._rewind_steps())
             for d in self.datasets for m in self.models for s in self.seeds
         ]
 
