@@ -159,7 +159,7 @@ def sparsify(
     input it receives from ``example_inputs`` (a tensor or a tuple of positional inputs, with the
     batch size you will serve): torch's CSR matmul against the dense layer, median of ``repeats``
     interleaved runs. ``policy="time"`` takes the sparse kernel only where it is at least ``margin``
-    faster, then times the whole model both ways and goes back to dense if the mix is not faster;
+    faster, then times the whole model both ways and goes back to dense unless the mix is ``margin`` faster;
     ``policy="sparse"`` always takes the sparse kernel (for memory). On a CUDA GPU with compute
     capability >= 8.0, layers whose weights follow the 2:4 pattern are tried with PyTorch's
     semi-structured tensors first. Outputs match the dense model to ``rtol=1e-4``. The copy carries masks no longer (it is for inference) and ``sparsify_plan``
@@ -205,7 +205,7 @@ def sparsify(
         _use(swaps, sparse=True)
         if policy == "time" and swaps:
             plan.dense_ms, plan.sparse_ms = time_pair(lambda: run(False), lambda: run(True), repeats, device)
-            keep = plan.sparse_ms < plan.dense_ms
+            keep = plan.sparse_ms < (1 - margin) * plan.dense_ms  # the same margin as per layer
             _use(swaps, sparse=keep)
             for c in plan if not keep else ():
                 if c.choice != "dense":
