@@ -22,7 +22,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the small architecture definitions live with the tests
-from test_graph_models import CifarResNet, EncoderBlock  # noqa: E402
+from test_graph_models import EncoderBlock  # noqa: E402
 
 import prunekit as pk  # noqa: E402
 
@@ -32,10 +32,9 @@ START, END = "<!-- structured:start -->", "<!-- structured:end -->"
 
 
 def resnet56() -> nn.Module:
-    model = CifarResNet(56)
+    model = pk.models.create("resnet56")
     if CKPT.is_file():
-        state = torch.load(CKPT, map_location="cpu", weights_only=True)["state_dict"]
-        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+        pk.models.load_weights(model, CKPT)
     return model.eval()
 
 

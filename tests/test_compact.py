@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_graph_models import (CifarResNet, LeNet5, bottleneck_resnet, densenet_block, mlp, mobilenet_block,
+from test_graph_models import (cifar_resnet, LeNet5, bottleneck_resnet, densenet_block, mlp, mobilenet_block,
                                transformer, vgg16_bn, vit_block)
 
 import prunekit as pk
@@ -40,8 +40,8 @@ def check_equivalent(model, x, sparsity=0.4, structure="channels", **kw):
 @pytest.mark.parametrize("name, factory, shape", [
     ("mlp", mlp, (4, 64)),
     ("lenet5", LeNet5, (2, 1, 28, 28)),
-    ("resnet20", lambda: CifarResNet(20), (2, 3, 32, 32)),
-    ("resnet56", lambda: CifarResNet(56), (1, 3, 32, 32)),
+    ("resnet20", lambda: cifar_resnet(20), (2, 3, 32, 32)),
+    ("resnet56", lambda: cifar_resnet(56), (1, 3, 32, 32)),
     ("vgg16_bn", vgg16_bn, (1, 3, 32, 32)),
     ("bottleneck", bottleneck_resnet, (2, 3, 16, 16)),
     ("mobilenetv2_block", mobilenet_block, (2, 3, 16, 16)),
@@ -54,7 +54,7 @@ def test_channel_compaction_equivalence(name, factory, shape):
 
 def test_resnet_option_a_prunes_the_residual_stream():
     """Zero-padded shortcuts are handled: residual channels that meet real channels are prunable."""
-    model = CifarResNet(20)
+    model = cifar_resnet(20)
     small, _, _ = check_equivalent(model, torch.randn(2, 3, 32, 32), sparsity=0.5)
     assert small.conv1.out_channels < 16  # the stem is coupled through every option-A pad
     assert small.layer1[0].conv1.out_channels < 16
@@ -126,9 +126,9 @@ def test_linear_unflattened_into_conv_channels():
 
 
 @pytest.mark.parametrize("name, shape", [("mlp", (2, 1, 28, 28)), ("lenet5", (2, 1, 28, 28)),
-                                         ("resnet20", (1, 3, 32, 32)), ("vgg11", (1, 3, 32, 32))])
+                                         ("resnet32", (1, 3, 32, 32)), ("vgg11", (1, 3, 32, 32))])
 def test_zoo_models_compact(name, shape):
-    """The zoo's own definitions (not only the test copies) trace and compact."""
+    """More of the zoo's definitions trace and compact."""
     model, x = pk.models.create(name).eval(), torch.randn(shape)
     pk.prune(model, 0.5, structure="channels", example_inputs=x)
     small = pk.compact(model, x)  # compact() itself checks outputs against the masked model

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from test_graph_models import CifarResNet, transformer
+from test_graph_models import cifar_resnet, transformer
 
 import prunekit as pk
 from prunekit.graph.io import export_compact
@@ -13,7 +13,7 @@ from prunekit.graph.io import export_compact
 
 def _pruned_resnet():
     torch.manual_seed(0)
-    model, x = CifarResNet(20).eval(), torch.randn(2, 3, 32, 32)
+    model, x = cifar_resnet(20).eval(), torch.randn(2, 3, 32, 32)
     pk.prune(model, 0.5, structure="channels", example_inputs=x)
     return model, x
 
@@ -24,7 +24,7 @@ def test_save_load_round_trip_resnet(tmp_path):
     pk.save_compact(small, tmp_path / "r20")
     manifest = json.loads((tmp_path / "r20" / "manifest.json").read_text())
     assert manifest["format"] == "prunekit-compact" and manifest["plan"]["params"]
-    loaded = pk.load_compact(tmp_path / "r20", lambda: CifarResNet(20))
+    loaded = pk.load_compact(tmp_path / "r20", lambda: cifar_resnet(20))
     assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in small.parameters())
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(x), small(x), atol=1e-6, rtol=1e-6)
@@ -45,13 +45,13 @@ def test_save_load_round_trip_pruned_heads(tmp_path):
 
 def test_load_errors(tmp_path):
     with pytest.raises(pk.PruneError, match="not a compact-model folder"):
-        pk.load_compact(tmp_path, lambda: CifarResNet(20))
+        pk.load_compact(tmp_path, lambda: cifar_resnet(20))
     model, x = _pruned_resnet()
     pk.save_compact(pk.compact(model, x), tmp_path / "r20")
     with pytest.raises(pk.PruneError, match="do not fit"):
-        pk.load_compact(tmp_path / "r20", lambda: CifarResNet(56))
+        pk.load_compact(tmp_path / "r20", lambda: cifar_resnet(56))
     with pytest.raises(pk.PruneError, match="compact it first"):
-        pk.save_compact(CifarResNet(20), tmp_path / "plain")
+        pk.save_compact(cifar_resnet(20), tmp_path / "plain")
 
 
 def test_torch_export_round_trip(tmp_path):

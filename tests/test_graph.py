@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from test_graph_models import CifarResNet, mlp
+from test_graph_models import cifar_resnet, mlp
 from torch import nn
 
 import prunekit as pk
@@ -23,7 +23,7 @@ def conv_bn_net() -> nn.Module:
 
 
 def test_resnet_graph_couples_the_residual_stream_and_locks_pads_and_outputs():
-    graph = trace(CifarResNet(20), torch.randn(1, 3, 32, 32))
+    graph = trace(cifar_resnet(20), torch.randn(1, 3, 32, 32))
     units, locked = units_of(graph)
     stem = {graph.find(int(e)) for e in graph.slots[("conv1", "weight", 0)]}
     block_out = {graph.find(int(e)) for e in graph.slots[("layer1.2.conv2", "weight", 0)]}
@@ -63,7 +63,7 @@ def test_guard_max_ratio_and_round_to():
 @settings(max_examples=6, deadline=None)
 @given(target=st.floats(1.2, 3.0))
 def test_macs_reduction_target_is_reached(target):
-    model, x = CifarResNet(20).eval(), torch.randn(1, 3, 32, 32)
+    model, x = cifar_resnet(20).eval(), torch.randn(1, 3, 32, 32)
     pk.prune(model, structure="channels", example_inputs=x, macs_reduction=target)
     s = pk.summary(model, x)
     assert target <= s.speedup < target * 1.1
@@ -206,7 +206,7 @@ def test_pretrained_resnet56_compacts_exactly():
     ckpt = Path(__file__).resolve().parents[2] / "shared" / "models" / "cifar10-resnet" / "resnet56-4bfd9763.th"
     if not ckpt.is_file():
         pytest.skip("pretrained ResNet-56 not present")
-    model = CifarResNet(56)
+    model = cifar_resnet(56)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
     model.eval()

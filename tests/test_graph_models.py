@@ -1,4 +1,4 @@
-"""Small model definitions for the graph/compaction tests (no zoo dependency), plus a smoke test."""
+"""Small model definitions for the graph/compaction tests (the CIFAR ResNet comes from the zoo)."""
 from __future__ import annotations
 
 import math
@@ -6,6 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from prunekit import models
 
 # The test machine has 2 cores shared with other jobs: one intra-op thread avoids OpenMP spin contention.
 torch.set_num_threads(1)
@@ -28,57 +30,9 @@ class LeNet5(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
-class LambdaLayer(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
-
-
-class BasicBlock(nn.Module):
-    """CIFAR ResNet block with the option-A (strided slice + zero channel padding) shortcut."""
-
-    def __init__(self, cin: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != planes:
-            pad = planes // 4
-            self.shortcut = LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad), "constant", 0))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class CifarResNet(nn.Module):
-    """He et al. 2015 CIFAR ResNet (akamaster layout, so the pretrained checkpoints load strictly)."""
-
-    def __init__(self, depth: int = 20, num_classes: int = 10):
-        super().__init__()
-        n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        cin, layers = 16, []
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
-            for b in range(n):
-                blocks.append(BasicBlock(cin, planes, stride if b == 0 else 1))
-                cin = planes
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
-        self.linear = nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        out = F.avg_pool2d(out, out.size()[3])
-        return self.linear(out.view(out.size(0), -1))
+def cifar_resnet(depth: int = 20) -> nn.Module:
+    """The zoo's CIFAR ResNet (option-A zero-padded shortcuts, akamaster layout)."""
+    return models.create(f"resnet{depth}")
 
 
 def vgg16_bn(num_classes: int = 10) -> nn.Module:
@@ -197,7 +151,7 @@ def transformer(handwritten: bool = False, layers: int = 2) -> nn.Module:
 
 
 def test_models_run() -> None:
-    assert CifarResNet(20)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert cifar_resnet(20)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert transformer(True)(torch.randn(2, 5, 16)).shape == (2, 5, 10)
 
 
