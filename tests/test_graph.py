@@ -114,6 +114,40 @@ def test_taylor_needs_data_and_random_is_seeded():
     assert torch.equal(a[0].weight_mask, b[0].weight_mask)
 
 
+@pk.scores.register_group("test-index")
+class IndexScore(pk.scores.GroupScore):
+    """Scores slice i as i, so the lowest-index units go first."""
+
+    def __call__(self, weight, dim, context):
+        return torch.arange(weight.shape[dim], dtype=torch.float32)
+
+
+def test_group_scores_come_from_a_registry_by_name_or_object():
+    assert {"l1", "l2", "bn-scale", "taylor", "fpgm", "random", "test-index"} <= set(pk.scores.group_registry.names())
+    for spec in ("test-index", IndexScore(), IndexScore):
+        model = mlp()
+        pk.prune(model, 0.25, structure="channels", example_inputs=torch.randn(2, 64), score=spec, scope="layer")
+        kept = model[1].weight_mask[:, 0]
+        assert not kept[: kept.numel() // 4].any() and kept[kept.numel() // 4:].all()
+    with pytest.raises(pk.UnknownNameError, match="valid group scores"):
+        pk.prune(mlp(), 0.5, structure="channels", example_inputs=torch.randn(2, 64), score="snip")
+
+
+def test_taylor_sums_w_times_grad_over_the_unit():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    loss = nn.functional.cross_entropy(model(x), y)
+    gw0, gb0, gw2 = torch.autograd.grad(loss, [model[0].weight, model[0].bias, model[2].weight])
+    w0, b0, w2 = model[0].weight.detach(), model[0].bias.detach(), model[2].weight.detach()
+    expected = (w0 * gw0).abs().sum(1) + (b0 * gb0).abs() + (w2 * gw2).abs().sum(0)
+    pk.prune(model, 0.5, structure="channels", example_inputs=x, score="taylor", data=(x, y), reduce="sum",
+             normalize=False)
+    keep = torch.zeros(6, dtype=torch.bool)
+    keep[expected.topk(3).indices] = True
+    assert model[0].weight_mask[:, 0].tolist() == keep.tolist()
+
+
 def test_pruning_twice_is_monotone():
     model, x = mlp().eval(), torch.randn(2, 64)
     pk.prune(model, 0.25, structure="channels", example_inputs=x)

@@ -118,7 +118,7 @@ def prune(
     *,
     compression: float | None = None,
     structure: str | structures.Structure = "weights",
-    score: str | scores.Score | None = None,
+    score: str | scores.Score | scores.GroupScore | None = None,
     scope: str | scopes.Scope | None = None,
     method: str | None = None,
     data: Any = None,

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import InvalidSparsityError, NoPrunableLayersError, PruneError, UnknownNameError
 from ..masks import Masks, attach
+from ..scores.group import GroupScore, group_registry
 from .compact import pruned_roots
 from .core import Graph, Unit, units_of
 from .importance import unit_scores
@@ -47,7 +48,7 @@ def prune_structured(
     *,
     example_inputs: Any = None,
     structure: str = "channels",
-    score: str | None = None,
+    score: str | GroupScore | None = None,
     reduce: str = "mean",
     scope: str | None = None,
     macs_reduction: float | None = None,
@@ -63,9 +64,9 @@ def prune_structured(
 
     ``sparsity`` is the fraction of prunable units removed (counted over the units in scope);
     ``macs_reduction=r`` instead prunes until dense MACs / remaining MACs ≥ r. ``pk.compact`` then
-    removes the masked units for real. ``score``: l1, l2 (default), bn-scale, taylor (needs ``data``),
-    fpgm or random, reduced over each unit's slices by ``reduce`` (sum/mean/max); ``normalize``
-    divides scores by their group's mean so that a global ranking compares groups fairly.
+    removes the masked units for real. ``score``: a name in ``pk.scores.group_registry`` (l1, l2 the
+    default, bn-scale, taylor which needs ``data``, fpgm, random) or a ``GroupScore``, reduced over
+    each unit's slices by ``reduce`` (sum/mean/max); ``normalize`` divides scores by their group's mean so that a global ranking compares groups fairly.
     ``max_ratio`` caps the fraction removed from any coupled group, ``round_to`` keeps group widths
     multiples of it, and no layer ever loses all of its channels.
     """
@@ -84,9 +85,12 @@ def prune_structured(
             f"no prunable {structure} found: every unit is locked (outputs, embeddings, channel-mixing norms) "
             "or excluded" + ("; heads come from attention layers" if structure == "heads" else "")
         )
-    scores = unit_scores(units, graph, score or "l2", reduce, model, data, loss_fn, seed)
-    if normalize and score != "random":
-        scores = normalized(scores, units)
+    group_score = group_registry.get(score or "l2")
+    scores = group_score.units(len(units), seed)
+    if scores is None:
+        scores = unit_scores(units, graph, group_score, reduce, model, data, loss_fn, seed)
+        if normalize:
+            scores = normalized(scores, units)
     if bool(scores[cands].isnan().all()):
         raise PruneError(f"score {score!r} cannot rank any prunable unit (bn-scale needs BatchNorm layers)")
     already = pruned_roots(graph, units, locked)
