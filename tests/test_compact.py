@@ -95,6 +95,10 @@ def test_gpt2_from_config_heads_and_mlp():
     pk.prune(model, 0.5, structure="channels", example_inputs=ids)
     small = pk.compact(model, ids)
     torch.testing.assert_close(small(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-5)
+    masked, compacted = pk.summary(model, ids), pk.summary(small, ids)
+    conv1d = [l for l in compacted.layers if l.kind == "Conv1D"]
+    assert len(conv1d) == 8 and all(l.macs > 0 for l in conv1d)  # c_attn, c_proj, c_fc, mlp.c_proj per block
+    assert compacted.macs == masked.nonzero_macs < masked.macs
     attn = [blk.attn for blk in small.transformer.h]
     assert sum(a.split_size for a in attn) == 8 * 2 * 4 // 2 * 2 // 2 and all(a.split_size % 8 == 0 for a in attn)
     assert sum(a.num_heads for a in attn) == 4

@@ -81,10 +81,19 @@ def _unique_params(model: nn.Module) -> list[torch.Tensor]:
     return list({id(p): p for p in model.parameters()}.values())
 
 
+def _is_conv1d(module: nn.Module) -> bool:
+    """A transformers ``Conv1D`` (GPT-2): a linear map whose weight is stored (in, out), ``nf`` outputs."""
+    weight = getattr(module, "weight", None)
+    return (type(module).__name__ == "Conv1D" and isinstance(weight, torch.Tensor) and weight.dim() == 2
+            and weight.shape[1] == getattr(module, "nf", None))
+
+
 def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> tuple[int, int]:
     weight = module.weight
     nnz = int(torch.count_nonzero(weight))
-    if isinstance(module, nn.Linear):
+    if _is_conv1d(module):
+        positions = output.numel() // module.nf
+    elif isinstance(module, nn.Linear):
         positions = output.numel() // module.out_features
     elif isinstance(module, _CONV):
         positions = output.numel() // module.out_channels
@@ -101,7 +110,7 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
     """
     layers: dict[nn.Module, LayerSummary] = {}
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, *_CONV, *_TCONV)):
+        if isinstance(module, (nn.Linear, *_CONV, *_TCONV)) or _is_conv1d(module):
             own = list(module.parameters(recurse=False))
             layers[module] = LayerSummary(
                 name,

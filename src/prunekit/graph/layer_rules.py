@@ -134,7 +134,9 @@ def addmm(tr: Tracer, func, args, kwargs, out) -> None:
     bias, x, w = args[0], args[1], args[2]
     if tr.param(w) is None:
         return matmul(tr, func, (x, w), {}, out)
-    out_lab, _ = _dense(tr, x, w, bias, 0, 1, "addmm")
+    out_lab, tracked = _dense(tr, x, w, bias, 0, 1, "addmm")
+    m, p = tr.param(w)
+    tr.graph.macs.append(MacTerm(out.numel() // w.shape[1], (m, p, 1), (m, p, 0) if tracked else None, w.shape[0], 1))
     tr.set(out, out_lab.reshape(1, -1))
 
 
