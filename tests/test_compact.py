@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_graph_models import (cifar_resnet, LeNet5, bottleneck_resnet, densenet_block, mlp, mobilenet_block,
-                               transformer, vgg16_bn, vit_block)
+                               resnext_block, transformer, vgg16_bn, vit_block)
 
 import prunekit as pk
 from prunekit.masks import Masks
@@ -64,6 +64,15 @@ def test_depthwise_conv_shrinks_with_its_expansion():
     small, _, _ = check_equivalent(mobilenet_block(), torch.randn(2, 3, 16, 16), sparsity=0.5)
     dw = small[4].conv[3]
     assert dw.groups == dw.in_channels == dw.out_channels == small[4].conv[0].out_channels < 144
+
+
+def test_grouped_convs_lose_the_same_positions_in_every_group():
+    small, _, _ = check_equivalent(resnext_block(), torch.randn(2, 3, 8, 8), sparsity=0.5)
+    for conv in (small[3].body[3], small[4].body[3], small[5]):
+        assert conv.in_channels % conv.groups == 0 and conv.out_channels % conv.groups == 0
+        assert conv.weight.shape == (conv.out_channels, conv.in_channels // conv.groups, 3, 3)
+    assert small[3].body[3].groups == 4 and small[3].body[3].in_channels < 32
+    assert small[4].body[3].out_channels < 64
 
 
 def test_densenet_concat_slices_consumers():
@@ -184,12 +193,15 @@ def test_chunk_couples_the_halves():
     assert small.fc.out_features == 2 * small.out.in_features < 12
 
 
-def test_conv_transpose_decoder():
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_transpose_decoder(groups):
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-                                torch.nn.ConvTranspose2d(8, 6, 2, stride=2), torch.nn.BatchNorm2d(6), torch.nn.ReLU(),
-                                torch.nn.Conv2d(6, 3, 1))
+                                torch.nn.ConvTranspose2d(8, 12, 2, stride=2, groups=groups), torch.nn.BatchNorm2d(12),
+                                torch.nn.ReLU(), torch.nn.Conv2d(12, 3, 1))
     small, _, _ = check_equivalent(model, torch.randn(2, 3, 8, 8), sparsity=0.5)
-    assert small[2].in_channels == small[0].out_channels < 8 and small[2].out_channels == small[3].num_features < 6
+    up = small[2]
+    assert up.in_channels == small[0].out_channels < 8 and up.out_channels == small[3].num_features < 12
+    assert up.groups == groups and up.weight.shape[:2] == (up.in_channels, up.out_channels // groups)
 
 
 def test_group_norm_loses_whole_groups():

@@ -97,6 +97,31 @@ def mobilenet_block() -> nn.Module:
     )
 
 
+class ResNeXtBlock(nn.Module):
+    """ResNeXt bottleneck: 1x1 reduce, 3x3 grouped conv (cardinality 4), 1x1 expand, identity shortcut."""
+
+    def __init__(self, channels: int = 32, width: int = 32, groups: int = 4, out_width: int | None = None):
+        super().__init__()
+        out_width = out_width or width
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, out_width, 3, padding=1, groups=groups, bias=False), nn.BatchNorm2d(out_width),
+            nn.ReLU(), nn.Conv2d(out_width, channels, 1, bias=False), nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x):
+        return torch.relu(x + self.body(x))
+
+
+def resnext_block() -> nn.Module:
+    """Two ResNeXt blocks; the second grouped conv widens (32 -> 64 outputs over 4 groups)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        ResNeXtBlock(), ResNeXtBlock(out_width=64), nn.Conv2d(32, 16, 3, padding=1, groups=2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )
+
+
 class DenseLayer(nn.Module):
     def __init__(self, cin: int, growth: int):
         super().__init__()

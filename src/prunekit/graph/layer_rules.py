@@ -58,39 +58,40 @@ def conv(tr: Tracer, func, args, kwargs, out) -> None:
         out_lab = g.new(cout)
     elif groups == cin == cout:  # depthwise: channel c in -> channel c out
         out_lab = lab if lab is not None else g.new(cout)
-    else:  # grouped convolution: channels are tied to their groups, keep them all
-        out_lab = g.new(cout, locked=True)
+    else:  # grouped: groups stay equal, so position j of every group is one unit (inputs and outputs)
         if lab is not None:
-            g.lock(lab)
+            per_group = lab.reshape(groups, -1)
+            g.union(per_group, per_group[:1])
+            g.bind(m, p, 1, per_group[0])
+        out_lab = g.new(cout // groups).repeat(groups)
     g.bind(m, p, 0, out_lab)
     if bias is not None:
         g.bind(*_owner(tr, bias, op), 0, out_lab)
-    in_slot = (m, p, 1) if groups == 1 and lab is not None else None
+    in_slot = (m, p, 1) if lab is not None and not groups == cin == cout else None
     g.macs.append(MacTerm(out.numel() // cout, (m, p, 0), in_slot, w.shape[1], w[0, 0].numel()))
     tr.set(out, out_lab.reshape(_shape_at(cout, 1, out.dim())))
 
 
 @rule("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 def conv_transpose(tr: Tracer, func, args, kwargs, out) -> None:
-    """Transposed convolutions keep their weight as (in, out/groups, k...); grouped ones are kept whole."""
+    """Transposed convolutions keep their weight as (in, out/groups, k...); grouped ones lose the same
+    positions in every group, as grouped convolutions do."""
     x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
     groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
     m, p = _owner(tr, w, func.__name__)
     lab = along(tr, x, 1, func.__name__)
     cout = w.shape[1] * groups
-    out_lab = tr.graph.new(cout, locked=groups != 1)
-    if groups == 1:
-        if lab is not None:
-            tr.graph.bind(m, p, 0, lab)
-        tr.graph.bind(m, p, 1, out_lab)
-    elif lab is not None:
-        tr.graph.lock(lab)
+    per_group = tr.graph.new(w.shape[1])
+    tr.graph.bind(m, p, 1, per_group)
+    out_lab = per_group.repeat(groups)
+    if lab is not None:
+        tr.graph.union(lab.reshape(groups, -1), lab.reshape(groups, -1)[:1])
+        tr.graph.bind(m, p, 0, lab)
     if bias is not None:
         tr.graph.bind(*_owner(tr, bias, func.__name__), 0, out_lab)
-    in_slot = (m, p, 0) if lab is not None and groups == 1 else None
-    if groups == 1:
-        tr.graph.macs.append(MacTerm(x.numel() // x.shape[1], (m, p, 1), in_slot, w.shape[0], w[0, 0].numel()))
+    in_slot = (m, p, 0) if lab is not None else None
+    tr.graph.macs.append(MacTerm(x.numel() // x.shape[1], (m, p, 1), in_slot, w.shape[0], w[0, 0].numel()))
     tr.set(out, out_lab.reshape(_shape_at(cout, 1, out.dim())))
 
 
