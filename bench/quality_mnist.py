@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 import prunekit as pk
-from prunekit.schedules import compression_of
+from prunekit.training.schedules import compression_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from prunekit.bench import ConfigError, RunSpec, identity, load, parse
+from prunekit.bench import DEMO_CONFIG, ConfigError, RunSpec, identity, load, parse
 from prunekit.bench.config import BaseSpec, MethodSpec, TrainSettings
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -86,7 +86,7 @@ def test_bundled_configs_validate(path):
 
 
 def test_demo_config_meets_the_main_job():
-    cfg = load(CONFIGS / "demo.yaml")
+    cfg = load(DEMO_CONFIG)
     assert cfg.datasets == ["digits"] and set(cfg.models) == {"mlp", "cnn"}
     assert {m.name for m in cfg.methods} == {"global-magnitude", "layer-magnitude", "global-gradient",
                                              "layer-gradient", "random"}

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import prunekit as pk
-from prunekit.structures_nm import NM, parse
+from prunekit.structures import NM, parse
 
 
 def block_counts(weight: torch.Tensor, m: int, axis: int = 1) -> torch.Tensor:

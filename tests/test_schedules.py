@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import prunekit as pk
 from prunekit.data import synthetic
-from prunekit.schedules import compression_of
+from prunekit.training.schedules import compression_of
 
 OPTS = dict(batch_size=32, lr=0.05, progress=False)
 

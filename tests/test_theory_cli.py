@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from prunekit import cli_gap
+from prunekit.cli import gap as cli_gap
 
 
 def _parse(argv):

@@ -135,7 +135,7 @@ def test_bad_arguments():
 
 # ---- fine-tuning variants: rewinding and the lottery-ticket controls ---------------------------
 
-from prunekit.rewind import Snapshot, random_masks_like, reinitialize, rewind, snapshot  # noqa: E402
+from prunekit.training.rewind import Snapshot, random_masks_like, reinitialize, rewind, snapshot  # noqa: E402
 
 
 @pytest.mark.parametrize("k", [0, 5])

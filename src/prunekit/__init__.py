@@ -1,7 +1,6 @@
 """prunekit: prune PyTorch models by any structure, score, scope and schedule, and prove what it gained."""
-from . import callbacks, data, functional, models, rewind, schedules, scope, scores, sparse, structures, structures_nm
+from . import data, functional, models, scope, scores, sparse, structures, training
 from .api import METHODS, prunable, prune, sparsity
-from .callbacks import Callback, History
 from .errors import (
     CheckpointError,
     DataFileError,
@@ -23,9 +22,8 @@ from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
 from .graph import compact
 from .graph.io import load_compact, save_compact
-from .rewind import finetune
 from .sparse import densify, export_onnx, from_torch_prune, load, save, sparsify, to_torch_prune
-from .training import evaluate, train
+from .training import Callback, History, callbacks, evaluate, finetune, rewind, schedules, train
 
 __version__ = "0.1.0"
 
@@ -46,7 +44,7 @@ __all__ = [
     "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "callbacks", "Callback", "History", "DataFileError", "CheckpointError",
     "PruneError", "InvalidSparsityError", "UnknownNameError", "MissingDataError",
     "NoPrunableLayersError", "NonFiniteWeightsError", "UnsupportedLayerError", "MaskMismatchError",
-    "sparse", "structures_nm", "save", "load", "sparsify", "densify", "export_onnx",
+    "sparse", "training", "save", "load", "sparsify", "densify", "export_onnx",
     "from_torch_prune", "to_torch_prune", "StorageFormatError", "ExportError",
     "UnsupportedOperationError", "CompactionError",
     "InsufficientSamplesError", "theory",

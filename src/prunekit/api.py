@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from . import scope as scopes
-from . import scores, structures, structures_nm
+from . import scores, structures
 from .errors import InvalidSparsityError, NoPrunableLayersError, NonFiniteWeightsError, PruneError
 from .masks import MASK_SUFFIX, Masks, attach
 from .scores import ScoreContext, Target
@@ -149,7 +149,7 @@ def prune(
     if example_inputs is not None or macs_reduction is not None or graph_options:
         raise PruneError("example_inputs=, macs_reduction= and graph options need structure='channels' or 'heads'")
     score, scope = _resolve_method(method, score, scope)
-    nm = structures_nm.parse(structure)
+    nm = structures.parse(structure)
     structure = nm or structures.registry.get(structure)
     score = scores.registry.get(score)
     scope = scopes.registry.get(scope) if not isinstance(scope, dict) else scopes.PerLayer(scope)
@@ -161,7 +161,7 @@ def prune(
                 f"{t.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
             )
     if nm is not None:  # N:M selects inside each block of M, not by scope
-        return structures_nm.prune_nm(model, nm, targets, sparsity, compression, score, scope, data, loss_fn, seed)
+        return structures.nm.prune_nm(model, nm, targets, sparsity, compression, score, scope, data, loss_fn, seed)
     if sparsity is not None and compression is not None:
         raise InvalidSparsityError("pass either sparsity or compression, not both")
     if compression is not None:

@@ -19,7 +19,7 @@ import torch
 
 from .errors import InvalidSparsityError
 from .scope import count, keep_lowest_dropped
-from .structures import _reduce
+from .structures import reduce_units
 
 
 def _check(k: float) -> None:
@@ -41,7 +41,7 @@ def _prune(arrays: Sequence[Any], k: float, axis: int | None) -> tuple[list[Any]
     if axis is None:
         units = [t.abs().reshape(-1).double() for t in tensors]
     else:
-        units = [_reduce(t.movedim(axis, 0).reshape(t.shape[axis], -1).double(), "l2") for t in tensors]
+        units = [reduce_units(t.movedim(axis, 0).reshape(t.shape[axis], -1).double(), "l2") for t in tensors]
     sizes = [u.numel() for u in units]
     keeps = keep_lowest_dropped([lambda u=u: [u] for u in units], sizes, count(k, sum(sizes)))
     pruned, masks = [], []

@@ -1,6 +1,6 @@
 """The benchmark harness: validated configs, a resumable SQLite store, executors, runner and reports.
 
-``sweep(load("configs/demo.yaml"), "out/")`` runs a grid; ``report("out/")`` writes the report.
+``sweep(load("configs/mnist-lenet.yaml"), "out/")`` runs a grid; ``report("out/")`` writes the report.
 """
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from .runner import Env
 from .store import Store
 from .sweep import Outcome, ResumeError, sweep
 
-DEMO_CONFIG = Path(__file__).with_name("demo.yaml")  # the same file as configs/demo.yaml (tested)
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")  # the one demo config, shipped with the package
 
 __all__ = [
     "DEMO_CONFIG",

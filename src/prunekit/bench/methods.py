@@ -7,13 +7,13 @@ from pydantic import Field, field_validator, model_validator
 
 from .. import scope, scores, structures
 from ..api import METHODS
-from ..rewind import VARIANTS
+from ..training.rewind import VARIANTS
 from .strict import Strict, choice
 
 
 class GradualSettings(Strict):
     """Zhu & Gupta's cubic schedule: prune at fine-tuning steps ``start + k·every`` (k = 0…``n``) from
-    sparsity ``initial`` up to the run's target (:class:`prunekit.schedules.Gradual`)."""
+    sparsity ``initial`` up to the run's target (:class:`prunekit.training.schedules.Gradual`)."""
 
     start: int = Field(0, ge=0)
     every: int = Field(50, ge=1)
@@ -22,7 +22,7 @@ class GradualSettings(Strict):
 
 
 class RetrainSettings(Strict):
-    """How a method retrains after pruning, one of :data:`prunekit.rewind.VARIANTS`.
+    """How a method retrains after pruning, one of :data:`prunekit.training.rewind.VARIANTS`.
 
     ``continue`` fine-tunes with the run's ``finetune`` settings. The others replay the base model's
     training (its ``train`` settings, T epochs) from step ``rewind_step`` = k: ``rewind`` resets the

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..callbacks import Callback, History
+from ..training.callbacks import Callback, History
 from ..errors import PruneError
 from .config import BaseSpec, RunSpec, TrainSettings
 from .deploy import deploy, file_bytes, latencies
@@ -99,7 +99,7 @@ def train_base(spec: BaseSpec, env: Env) -> dict[str, Any]:
     weights of those training steps for methods that rewind to them.
     """
     from .. import models
-    from ..rewind import Snapshot
+    from ..training.rewind import Snapshot
 
     start = _clock()
     with _threads(env.threads):
@@ -156,7 +156,7 @@ def unpack_base(state: bytes) -> tuple[dict[str, torch.Tensor], dict[int, dict[s
 def _sparsities(spec: RunSpec, model: nn.Module) -> list[float]:
     """The sparsity after each pruning round: one for ``oneshot``, ``rounds`` geometric for ``iterative``."""
     from ..api import prunable, sparsity_for_compression
-    from ..schedules import Iterative
+    from ..training.schedules import Iterative
 
     final = sparsity_for_compression(model, prunable(model), spec.compression)
     if spec.method.schedule == "oneshot":
@@ -166,7 +166,7 @@ def _sparsities(spec: RunSpec, model: nn.Module) -> list[float]:
 
 def _rewind_state(spec: RunSpec, train: Any, rewinds: dict[int, dict]) -> dict[str, torch.Tensor] | None:
     """The weights a rewinding variant resets to: step 0 is the seeded initialization, recreated."""
-    from ..rewind import snapshot
+    from ..training.rewind import snapshot
 
     r = spec.method.finetune
     if r.variant not in ("rewind", "random-mask"):
@@ -196,7 +196,7 @@ def _retrain(spec: RunSpec, model: nn.Module, data: tuple, rewinds: dict[int, di
 def _prune_gradually(spec: RunSpec, model: nn.Module, train: Any, val: Any, score_data: Any) -> list[dict]:
     """Fine-tune while pruning on Zhu & Gupta's cubic schedule until the last pruning step."""
     from .. import train as fit
-    from ..schedules import Gradual
+    from ..training.schedules import Gradual
 
     m, g = spec.method, spec.method.gradual or GradualSettings()
     schedule = Gradual(compression=spec.compression, options=dict(structure=m.structure, score=m.score,

@@ -1,5 +1,5 @@
 """Dependency graph for structured pruning: trace coupled channels, score groups, compact for real."""
-from .attention import PrunedMultiheadAttention
+from .rules import PrunedMultiheadAttention
 from .compact import apply_plan, compact, make_plan, verify
 from .io import export_compact, load_compact, save_compact
 from .core import Graph, Unit, units_of

@@ -14,7 +14,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import CompactionError
 from ..masks import MASK_SUFFIX, unprune
-from .attention import PrunedMultiheadAttention
+from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
 from .trace import trace
 

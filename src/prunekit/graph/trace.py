@@ -1,7 +1,7 @@
 """Tracing: run the model once under a TorchFunctionMode and propagate channel labels op by op.
 
 Every tensor that carries channels gets a label tensor (element ids, broadcastable to its shape).
-Each torch function call is handed to a rule (see ``rules``) that couples, locks or passes labels.
+Each torch function call is handed to a rule (see ``rules/``) that couples, locks or passes labels.
 Real tensors flow, so Python control flow, lambdas and library models trace as they run.
 """
 from __future__ import annotations
@@ -15,24 +15,12 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import UnsupportedOperationError
 from .core import Graph
+from .rules import LEAVES, RULES
 
-Rule = Callable[["Tracer", Callable, tuple, dict, Any], None]
-RULES: dict[str, Rule] = {}
 IGNORED = {"__get__", "dim", "size", "numel", "__len__", "is_floating_point", "is_complex", "data_ptr",
            "__format__", "__repr__", "__bool__", "item", "tolist", "stride", "is_contiguous", "get_device",
            "__hash__", "__iter__", "storage_offset", "element_size", "nelement", "ndimension",
            "__setstate__", "requires_grad_", "_has_compatible_shallow_copy_type"}
-
-
-def rule(*names: str) -> Callable[[Rule], Rule]:
-    """Register a label rule for torch functions / Tensor methods of these names."""
-
-    def deco(fn: Rule) -> Rule:
-        for n in names:
-            RULES[n] = fn
-        return fn
-
-    return deco
 
 
 class Tracer(TorchFunctionMode):
@@ -156,9 +144,6 @@ def _plain(out: Any) -> Any:
 
 def trace(model: nn.Module, example_inputs: Any) -> Graph:
     """Trace ``model`` on ``example_inputs`` and return its coupling graph."""
-    from . import rules  # noqa: F401  (registers the rules)
-    from .attention import LEAVES
-
     tracer = Tracer(model, LEAVES)
     tracer.run(example_inputs)
     return tracer.graph

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import PruneError
 from ..masks import unprune
-from ..structures_nm import NM
+from ..structures import NM
 from .kernels import SparseLinear, is_pointwise, semi_structured, semi_structured_available, sparse_layer
 
 RTOL = 1e-4

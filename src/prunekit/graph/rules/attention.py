@@ -7,13 +7,17 @@ with an inner width of ``num_heads × head_dim`` that may be smaller than ``embe
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layer_rules import along
-from .trace import Tracer
+from .layers import along
+from .registry import leaf
+
+if TYPE_CHECKING:
+    from ..trace import Tracer
 
 
 class PrunedMultiheadAttention(nn.Module):
@@ -97,4 +101,4 @@ def mha_leaf(tr: Tracer, name: str, module: nn.MultiheadAttention, args, kwargs,
     tr.set(res, out_lab.reshape((1,) * (res.dim() - 1) + (-1,)))
 
 
-LEAVES = {nn.MultiheadAttention: mha_leaf, PrunedMultiheadAttention: mha_leaf}
+leaf(nn.MultiheadAttention, PrunedMultiheadAttention)(mha_leaf)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import PruneError
+from ..errors import PruneError
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -30,7 +30,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``prune`` and ``summary`` on the ``prunekit`` subparsers."""
-    from .api import METHODS
+    from ..api import METHODS
 
     p = sub.add_parser("prune", help="prune a checkpoint and save the pruned weights with their masks",
                        description="Load MODEL with --weights, prune it to --sparsity or --compression "
@@ -56,7 +56,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def build_model(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
     """The model named on the command line and one example input for it."""
-    from . import models
+    from .. import models
 
     if ":" in args.model:
         module_name, _, factory = args.model.partition(":")
@@ -69,7 +69,7 @@ def build_model(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
         if args.input_shape is None:
             raise PruneError(f"{args.model} is not a zoo model: pass --input-shape C,H,W")
         return model, torch.zeros(1, *args.input_shape)
-    from .bench.zoo import default_input_shape
+    from ..bench.zoo import default_input_shape
 
     shape = args.input_shape or default_input_shape(args.model)
     model = models.create(args.model, num_classes=args.num_classes, in_channels=shape[0], input_size=shape[1:])
@@ -78,8 +78,8 @@ def build_model(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
 
 def load_into(model: nn.Module, path: Path) -> None:
     """Load a state dict strictly, attaching the masks it carries first (files written by ``prune``)."""
-    from . import models
-    from .masks import MASK_SUFFIX, Masks
+    from .. import models
+    from ..masks import MASK_SUFFIX, Masks
 
     state = models.read_state_dict(path)
     masks = {k[: -len(MASK_SUFFIX)]: v for k, v in state.items() if k.endswith(MASK_SUFFIX)}
@@ -101,8 +101,8 @@ def save(model: nn.Module, path: Path) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from . import data, prune, sparsity, summary
-    from .api import METHODS
+    from .. import data, prune, sparsity, summary
+    from ..api import METHODS
 
     if METHODS[args.method][0] == "gradient" and not args.data:
         raise PruneError(f"--method {args.method} scores with gradients: pass --data DATASET (and --data-dir)")
@@ -122,7 +122,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from . import summary
+    from .. import summary
 
     model, example = build_model(args)
     if args.weights:

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.base import batches, num_batches
+from ..errors import PruneError
 from .callbacks import Callback, Checkpoint, History, TrainState, load_model_state, read_checkpoint, restore_checkpoint
-from .data.base import batches, num_batches
-from .errors import PruneError
+from .evaluate import device_of, evaluate
 
 LRSchedule = Callable[[int, int], float]  # (step, total steps) -> multiplier of the base LR
 
@@ -51,38 +52,6 @@ def make_optimizer(name: str | Callable, params: Iterable[nn.Parameter], lr: flo
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     raise PruneError(f"unknown optimizer {name!r}; use 'sgd', 'adam', 'adamw' or a callable")
-
-
-def _device(model: nn.Module, device: Any) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Any, *, batch_size: int = 512, loss_fn: Callable | None = None,
-             device: Any = None) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (fractions) and mean loss of ``model`` on a Dataset or DataLoader."""
-    loss_fn = loss_fn or F.cross_entropy  # a mean-reduced loss, weighted back by batch size
-    dev = _device(model, device)
-    was_training = model.training
-    model.eval()
-    n = correct1 = correct5 = 0
-    loss = 0.0
-    for x, y in batches(data, batch_size):
-        x, y = x.to(dev), y.to(dev)
-        out = model(x)
-        loss += float(loss_fn(out, y)) * len(y)
-        top = out.topk(min(5, out.shape[1]), dim=1).indices
-        hit = top == y[:, None]
-        correct1 += int(hit[:, 0].sum())
-        correct5 += int(hit.any(1).sum())
-        n += len(y)
-    model.train(was_training)
-    if n == 0:
-        raise PruneError("cannot evaluate on an empty dataset")
-    return {"top1": correct1 / n, "top5": correct5 / n, "loss": loss / n}
 
 
 @contextlib.contextmanager
@@ -119,7 +88,7 @@ def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None =
         raise PruneError("pass exactly one of epochs= or steps=")
     if (epochs if steps is None else steps) < 0:
         raise PruneError("epochs/steps must be >= 0")
-    dev = _device(model, device)
+    dev = device_of(model, device)
     loss_fn = loss_fn or F.cross_entropy
     per_epoch = num_batches(train, batch_size)
     total = steps if steps is not None else epochs * per_epoch

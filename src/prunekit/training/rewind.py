@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from .callbacks import Callback, History, TrainState
-from .data.base import num_batches
-from .errors import PruneError
-from .masks import MASK_SUFFIX, Masks, unprune
-from .training import train as run_training
+from ..data.base import num_batches
+from ..errors import PruneError
+from ..masks import MASK_SUFFIX, Masks, unprune
+from .loop import train as run_training
 
 VARIANTS = ("continue", "rewind", "lr-rewind", "reinit", "random-mask")
 

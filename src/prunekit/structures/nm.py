@@ -14,13 +14,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import InvalidSparsityError, PruneError, UnsupportedLayerError
-from .masks import MASK_SUFFIX, Masks, attach
-from .scope import Global, Layer, Scope
-from .scores import Score, ScoreContext, Target
-from .structures import Weights, register
+from ..errors import InvalidSparsityError, PruneError, UnsupportedLayerError
+from ..masks import MASK_SUFFIX, Masks, attach
+from ..scope import Global, Layer, Scope
+from ..scores import Score, ScoreContext, Target
+from .base import TRANSPOSED, register
+from .weights import Weights
 
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _SPEC = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
@@ -41,7 +41,7 @@ class NM(Weights):
     @staticmethod
     def input_axis(module: nn.Module) -> int:
         """The axis of the weight that a layer reduces over (its input features or channels)."""
-        return 0 if isinstance(module, _TRANSPOSED) else 1
+        return 0 if isinstance(module, TRANSPOSED) else 1
 
     def check(self, module: nn.Module, pname: str) -> None:
         weight = getattr(module, pname)

@@ -5,10 +5,15 @@ the incoming labels; norms and per-channel parameters follow; anything channel-m
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from .core import MacTerm, varying
-from .trace import Tracer, rule
+from ..core import MacTerm, varying
+from .registry import rule
+
+if TYPE_CHECKING:
+    from ..trace import Tracer
 
 
 def along(tr: Tracer, x: torch.Tensor, d: int, op: str) -> torch.Tensor | None:

@@ -10,8 +10,9 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .masks import MASK_SUFFIX, Masks
+from ..errors import CheckpointError
+from ..masks import MASK_SUFFIX, Masks
+from .evaluate import evaluate
 
 
 class History:
@@ -81,8 +82,6 @@ class Evaluate(Callback):
 
     def on_epoch_end(self, state: TrainState) -> None:
         if state.epoch % self.every == 0:
-            from .training import evaluate
-
             for k, v in evaluate(state.model, self.data, batch_size=self.batch_size).items():
                 state.record[f"{self.name}_{k}"] = v
 

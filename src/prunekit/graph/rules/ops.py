@@ -1,15 +1,19 @@
-"""Label rules for pointwise, reduction and shape operations (layers live in ``layer_rules``).
+"""Label rules for pointwise, reduction and shape operations (layers live in ``layers``).
 
 A rule reads the labels of the inputs, couples (union), locks or reshapes them like the real op
 did, and sets the labels of the outputs. Anything a rule cannot prove safe is locked or refused.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from . import layer_rules  # noqa: F401  (registers the layer rules)
-from .core import varying
-from .trace import Tracer, rule
+from ..core import varying
+from .registry import rule
+
+if TYPE_CHECKING:
+    from ..trace import Tracer
 
 POINTWISE = (
     "add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub__", "__rsub__", "__isub__",

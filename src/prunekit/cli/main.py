@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import PruneError
+from ..errors import PruneError
 
 DEMO_OUT = "demo-out"
 
@@ -27,7 +27,7 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(prog="prunekit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"prunekit {__version__}")
@@ -52,23 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read DIR/runs.db and write DIR/report.md, DIR/runs.csv and PNG plots.")
     p.add_argument("dir", type=Path, help="results directory written by `prunekit bench`")
 
-    from . import cli_gap, cli_model
+    from . import gap, model
 
-    cli_model.add_parsers(sub)
-    cli_gap.add_parser(sub)
+    model.add_parsers(sub)
+    gap.add_parser(sub)
     return parser
 
 
 def _executor(args: argparse.Namespace):
-    from .bench import make
+    from ..bench import make
 
     return make(args.executor, args.workers, args.address)
 
 
 def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: str | None = None) -> int:
     """Load, sweep, report; prints where the report is. Returns the exit code (1 if runs failed)."""
-    from .bench import Env, load, report, sweep
-    from .bench.progress import bar
+    from ..bench import Env, load, report, sweep
+    from ..bench.progress import bar
 
     config = load(config_path)
     if args.threads < 1:
@@ -89,7 +89,7 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .bench import DEMO_CONFIG
+    from ..bench import DEMO_CONFIG
 
     code = run_sweep(DEMO_CONFIG, Path(args.out), args)
     report_md = (Path(args.out) / "report.md").read_text()
@@ -103,7 +103,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .bench import report
+    from ..bench import report
 
     print(f"report: {report(args.dir)}")
     return 0
@@ -112,9 +112,9 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prunekit`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from . import cli_gap, cli_model
+    from . import gap, model
 
-    handlers = {"demo": _demo, "bench": _bench, "report": _report, "gap": cli_gap.run, **cli_model.HANDLERS}
+    handlers = {"demo": _demo, "bench": _bench, "report": _report, "gap": gap.run, **model.HANDLERS}
     try:
         return handlers[args.command](args)
     except PruneError as err:

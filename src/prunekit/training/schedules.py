@@ -12,13 +12,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .api import prunable, prune, sparsity_for_compression
-from .api import sparsity as achieved_sparsity
+from ..api import prunable, prune, sparsity_for_compression
+from ..api import sparsity as achieved_sparsity
 from .callbacks import Callback, TrainState
-from .data.base import batches, num_batches
-from .errors import InvalidSparsityError, PruneError
+from ..data.base import batches, num_batches
+from ..errors import InvalidSparsityError, PruneError
 from .rewind import VARIANTS, Snapshot, finetune
-from .training import train as run_training
+from .loop import train as run_training
 
 
 def _target(sparsity: float | None, compression: float | None) -> tuple[float | None, float | None]:
@@ -159,7 +159,7 @@ def run(model: nn.Module, schedule: Schedule, train: Any, val: Any = None, *, ep
         on_round: Callable[[dict, nn.Module], None] | None = None, **train_options: Any) -> list[dict]:
     """Train (unless ``pretrained``), then prune on ``schedule`` and fine-tune; one record per round.
 
-    ``epochs`` is the training length T; ``finetune_variant`` is one of :data:`prunekit.rewind.VARIANTS`
+    ``epochs`` is the training length T; ``finetune_variant`` is one of :data:`prunekit.training.rewind.VARIANTS`
     ("continue" trains ``finetune_epochs``, default T, after each round; the rewinding variants replay
     T from step ``rewind_step``). A :class:`Gradual` schedule prunes inside the training run itself.
     Scores that need data get ``score_batches`` training batches. ``on_round(record, model)`` is

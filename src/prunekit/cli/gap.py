@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import PruneError
+from ..errors import PruneError
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -57,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _target(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor | str, str]:
     """The model, its inputs (a tensor or a distribution name) and a label for tables and plots."""
-    from . import theory
+    from .. import theory
 
     if args.model is None:
         kind, _, widths = args.net.partition(":")
@@ -68,7 +68,7 @@ def _target(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor | str, st
         model = theory.random_network(sizes, kind, args.init, seed=args.seed)
         label = f"{kind} {'-'.join(map(str, sizes))}"
     else:
-        from . import models
+        from .. import models
 
         model = models.create(args.model)
         if args.weights:
@@ -78,7 +78,7 @@ def _target(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor | str, st
         if not hasattr(model, "input_shape"):
             raise PruneError(f"--model {args.model} needs --data (and --data-dir) to supply inputs")
         return model, args.inputs, label
-    from . import data
+    from .. import data
 
     train, val, _ = data.load(args.data, args.data_dir, seed=args.seed)
     pool = val if val is not None else train
@@ -100,7 +100,7 @@ def _print_table(title: str, rows: list[dict[str, Any]], cols: list[str]) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Measure the gap at each sparsity and score; with ``--eps``, find per-layer max sparsity."""
-    from . import theory
+    from .. import theory
 
     try:
         model, inputs, label = _target(args)

@@ -1,0 +1,38 @@
+"""Where label rules are registered: one rule per torch function / Tensor method name, one leaf per module type.
+
+Rule files (``ops``, ``layers``, ``attention``) register here and the tracer reads here, so a new rule is
+one decorated function in one file and nothing imports in a circle.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ..trace import Tracer
+
+Rule = Callable[["Tracer", Callable, tuple, dict, Any], None]
+Leaf = Callable[..., None]  # (tracer, module name, module, args, kwargs, output)
+RULES: dict[str, Rule] = {}
+LEAVES: dict[type, Leaf] = {}
+
+
+def rule(*names: str) -> Callable[[Rule], Rule]:
+    """Register a label rule for torch functions / Tensor methods of these names."""
+
+    def deco(fn: Rule) -> Rule:
+        for n in names:
+            RULES[n] = fn
+        return fn
+
+    return deco
+
+
+def leaf(*types: type) -> Callable[[Leaf], Leaf]:
+    """Register a rule for whole modules of these types, traced as one op (their insides are not)."""
+
+    def deco(fn: Leaf) -> Leaf:
+        for t in types:
+            LEAVES[t] = fn
+        return fn
+
+    return deco

@@ -1,0 +1,44 @@
+"""Evaluation: top-1 / top-5 accuracy and mean loss, shared by the loop and its callbacks."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.base import batches
+from ..errors import PruneError
+
+
+def device_of(model: nn.Module, device: Any) -> torch.device:
+    """``device`` if given, else the device of the model's first parameter (CPU for none)."""
+    if device is not None:
+        return torch.device(device)
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Any, *, batch_size: int = 512, loss_fn: Callable | None = None,
+             device: Any = None) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (fractions) and mean loss of ``model`` on a Dataset or DataLoader."""
+    loss_fn = loss_fn or F.cross_entropy  # a mean-reduced loss, weighted back by batch size
+    dev = device_of(model, device)
+    was_training = model.training
+    model.eval()
+    n = correct1 = correct5 = 0
+    loss = 0.0
+    for x, y in batches(data, batch_size):
+        x, y = x.to(dev), y.to(dev)
+        out = model(x)
+        loss += float(loss_fn(out, y)) * len(y)
+        top = out.topk(min(5, out.shape[1]), dim=1).indices
+        hit = top == y[:, None]
+        correct1 += int(hit[:, 0].sum())
+        correct5 += int(hit.any(1).sum())
+        n += len(y)
+    model.train(was_training)
+    if n == 0:
+        raise PruneError("cannot evaluate on an empty dataset")
+    return {"top1": correct1 / n, "top5": correct5 / n, "loss": loss / n}
