@@ -81,3 +81,13 @@ def test_no_import_cycles() -> None:
 def test_cycle_finder_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_only_masks_py_knows_how_masks_are_stored() -> None:
+    """Every module reaches masks through the API in ``masks.py``, never by their buffer names."""
+    import re
+
+    pattern = re.compile(r"MASK_SUFFIX|[\"']_mask[\"']|_buffers(\.get\(|\[)[^)\]]*mask")
+    offenders = [f"{p.relative_to(ROOT)}:{i}" for p in ROOT.rglob("*.py") if p.name != "masks.py" or p.parent != ROOT
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not offenders, f"mask buffers named outside masks.py: {offenders}"

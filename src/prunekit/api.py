@@ -11,7 +11,7 @@ from torch import nn
 from . import scope as scopes
 from . import scores, structures
 from .errors import InvalidSparsityError, NoPrunableLayersError, NonFiniteWeightsError, PruneError
-from .masks import MASK_SUFFIX, Masks, attach
+from .masks import Masks, attach, mask_of
 from .scores import ScoreContext, Target
 from .threads import one_thread
 
@@ -174,7 +174,7 @@ def prune(
 
     def unit_scores(i: int, t: Target) -> Callable[[], Iterator[torch.Tensor]]:
         def fn() -> Iterator[torch.Tensor]:
-            old = t.module._buffers.get(t.pname + MASK_SUFFIX)
+            old = mask_of(t.module, t.pname)
             for rows in structure.row_chunks(t.module, t.pname, score.elementwise):
                 with torch.no_grad():
                     s = score(t.param[rows], ScoreContext(t, i, seed, state, rows))
@@ -202,7 +202,7 @@ def _check_monotone(targets, structure, sizes, scope, sparsity) -> None:
         return
     pruned = []
     for t in targets:
-        old = t.module._buffers.get(t.pname + MASK_SUFFIX)
+        old = mask_of(t.module, t.pname)
         pruned.append(0 if old is None else int((~structure.unit_mask(old, t.module)).sum()))
     groups = [(sum(pruned), sum(sizes))] if isinstance(scope, scopes.Global) else zip(pruned, sizes)
     for done, n in groups:

@@ -40,7 +40,7 @@ _HOOKED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # nn.Parameter -> _Hooked
 
 def _mask_of(entry: _Hooked) -> torch.Tensor | None:
     module = entry.module()
-    return None if module is None else module._buffers.get(entry.name + MASK_SUFFIX)
+    return None if module is None else mask_of(module, entry.name)
 
 
 @torch.no_grad()
@@ -67,12 +67,29 @@ def _grad_hook(entry_ref: list) -> "callable":
 
 def _load_hook(name: str) -> "callable":
     def hook(module: nn.Module, incompatible_keys: object) -> None:
-        mask = module._buffers.get(name + MASK_SUFFIX)
+        mask = mask_of(module, name)
         if mask is not None:
             with torch.no_grad():
                 getattr(module, name).masked_fill_(mask.logical_not(), 0)
 
     return hook
+
+
+def mask_of(module: nn.Module, name: str) -> torch.Tensor | None:
+    """The mask of ``module.<name>`` (True = kept), or None when that parameter is not masked."""
+    return module._buffers.get(name + MASK_SUFFIX)
+
+
+def state_key(qname: str) -> str:
+    """The ``state_dict`` key under which the mask of parameter ``qname`` is stored."""
+    return qname + MASK_SUFFIX
+
+
+def split_state(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A state dict's own tensors, and the masks it carries keyed by parameter name."""
+    own = {k: v for k, v in state.items() if not k.endswith(MASK_SUFFIX)}
+    masks = {k[: -len(MASK_SUFFIX)]: v for k, v in state.items() if k.endswith(MASK_SUFFIX)}
+    return own, masks
 
 
 def attach(module: nn.Module, name: str, mask: torch.Tensor, *, copy: bool = True) -> None:
@@ -86,7 +103,7 @@ def attach(module: nn.Module, name: str, mask: torch.Tensor, *, copy: bool = Tru
             f"mask for {name!r} has shape {tuple(mask.shape)}, but the parameter is {tuple(param.shape)}"
         )
     mask = mask.to(device=param.device, dtype=torch.bool)
-    old = module._buffers.get(name + MASK_SUFFIX)
+    old = mask_of(module, name)
     if old is not None:
         old.logical_and_(mask)  # in place: masks only ever remove more
         mask = old
@@ -169,7 +186,7 @@ class Masks(Mapping[str, torch.Tensor]):
     @classmethod
     def from_model(cls, model: nn.Module) -> "Masks":
         """The masks currently attached to ``model``."""
-        return cls({q: module._buffers[n + MASK_SUFFIX] for q, module, n in masked_parameters(model)})
+        return cls({q: mask_of(module, n) for q, module, n in masked_parameters(model)})
 
     def apply(self, model: nn.Module) -> "Masks":
         """Attach these masks to ``model`` (same architecture), zeroing and hooking the parameters.

@@ -79,10 +79,10 @@ def build_model(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
 def load_into(model: nn.Module, path: Path) -> None:
     """Load a state dict strictly, attaching the masks it carries first (files written by ``prune``)."""
     from .. import models
-    from ..masks import MASK_SUFFIX, Masks
+    from ..masks import Masks, split_state
 
     state = models.read_state_dict(path)
-    masks = {k[: -len(MASK_SUFFIX)]: v for k, v in state.items() if k.endswith(MASK_SUFFIX)}
+    masks = split_state(state)[1]
     if masks:
         Masks(masks).apply(model)
     models.load_weights(model, path)

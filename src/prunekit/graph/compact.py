@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from ..errors import CompactionError
-from ..masks import MASK_SUFFIX, unprune
+from ..masks import mask_of, unprune
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
 from .trace import trace
@@ -34,7 +34,7 @@ def pruned_roots(graph: Graph, units: list | None = None, locked: set[int] | Non
             module = graph.modules[m]
             if p not in module._parameters:
                 continue
-            mask = module._buffers.get(p + MASK_SUFFIX)
+            mask = mask_of(module, p)
             if mask is None or bool(mask.select(d, i).any()):
                 hits = -1
                 break

@@ -11,7 +11,9 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..errors import ExportError
-from ..masks import MASK_SUFFIX, Masks, attach, detach, masked_parameters
+from ..masks import Masks, attach, detach, mask_of, masked_parameters
+
+_TORCH_PRUNE_MASK = "{}_mask"  # torch.nn.utils.prune's own float mask buffer (not prunekit's)
 
 
 def _torch_pruned(model: nn.Module) -> list[tuple[nn.Module, str]]:
@@ -34,7 +36,7 @@ def from_torch_prune(model: nn.Module) -> Masks:
     if not found:
         raise ExportError("the model has no torch.nn.utils.prune masks (no '<name>_orig' + pruning hook)")
     for module, name in found:
-        mask = getattr(module, name + "_mask").detach() != 0
+        mask = getattr(module, _TORCH_PRUNE_MASK.format(name)).detach() != 0
         torch_prune.remove(module, name)
         attach(module, name, mask)
     return Masks.from_model(model)
@@ -50,7 +52,7 @@ def to_torch_prune(model: nn.Module) -> nn.Module:
     if not entries:
         raise ExportError("the model has no prunekit masks; prune it with pk.prune first")
     for _, module, name in entries:
-        mask = module._buffers[name + MASK_SUFFIX].clone()
+        mask = mask_of(module, name).clone()
         detach(module, name)
         torch_prune.custom_from_mask(module, name, mask)
     return model

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import MaskMismatchError, StorageFormatError
-from ..masks import MASK_SUFFIX, attach, masked_parameters, unprune
+from ..masks import attach, mask_of, masked_parameters, state_key, unprune
 
 FORMAT = "prunekit.sparse/1"
 _SEP = "::"
@@ -105,10 +105,10 @@ def save(model: nn.Module, path: str | Path, *, fp16: bool = False) -> dict[str,
     tensors: dict[str, torch.Tensor] = {}
     layout: dict[str, dict] = {}
     for q, (module, name) in masked.items():
-        mask = module._buffers[name + MASK_SUFFIX]
+        mask = mask_of(module, name)
         encoded, layout[q] = _encode(q, getattr(module, name), mask, fp16)
         tensors.update(encoded)
-    skip = set(masked) | {q + MASK_SUFFIX for q in masked}
+    skip = set(masked) | {state_key(q) for q in masked}
     seen: set[int] = set()
     for key, value in state.items():
         if key in skip:
@@ -170,7 +170,7 @@ def load(path: str | Path, model: nn.Module, *, strict: bool = True) -> nn.Modul
     for q, mask in masks.items():
         mname, _, pname = q.rpartition(".")
         attach(modules[mname], pname, mask)
-        state[q + MASK_SUFFIX] = mask
+        state[state_key(q)] = mask
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as err:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidSparsityError, PruneError, UnsupportedLayerError
-from ..masks import MASK_SUFFIX, Masks, attach
+from ..masks import Masks, attach, mask_of
 from ..scope import Global, Layer, Scope
 from ..scores import Score, ScoreContext, Target
 from .base import TRANSPOSED, register
@@ -126,7 +126,7 @@ def prune_nm(
     for i, t in enumerate(targets):
         with torch.no_grad():
             s = score(t.param, ScoreContext(t, i, seed, state)).float()
-            old = t.module._buffers.get(t.pname + MASK_SUFFIX)
+            old = mask_of(t.module, t.pname)
             if old is not None:  # masks are monotone: what is pruned stays pruned, and goes first
                 if (nm.blocks(old, t.module).sum(1) < nm.n).any():
                     raise InvalidSparsityError(

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..masks import MASK_SUFFIX, Masks
+from ..masks import Masks, split_state, state_key
 from .evaluate import evaluate
 
 
@@ -128,7 +128,7 @@ def read_checkpoint(path: Path) -> dict:
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load ``state`` strictly, first attaching any masks it carries that the model lacks."""
     have = set(model.state_dict())
-    masks = {k[: -len(MASK_SUFFIX)]: v for k, v in state.items() if k.endswith(MASK_SUFFIX) and k not in have}
+    masks = {q: m for q, m in split_state(state)[1].items() if state_key(q) not in have}
     if masks:
         Masks(masks).apply(model)
     model.load_state_dict(state, strict=True)

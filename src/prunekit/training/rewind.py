@@ -11,7 +11,7 @@ from torch import nn
 from .callbacks import Callback, History, TrainState
 from ..data.base import num_batches
 from ..errors import PruneError
-from ..masks import MASK_SUFFIX, Masks, unprune
+from ..masks import Masks, split_state, unprune
 from .loop import train as run_training
 
 VARIANTS = ("continue", "rewind", "lr-rewind", "reinit", "random-mask")
@@ -19,7 +19,7 @@ VARIANTS = ("continue", "rewind", "lr-rewind", "reinit", "random-mask")
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every parameter and buffer except masks: the state to rewind to."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith(MASK_SUFFIX)}
+    return {k: v.detach().clone() for k, v in split_state(model.state_dict())[0].items()}
 
 
 class Snapshot(Callback):
@@ -41,7 +41,7 @@ class Snapshot(Callback):
 @torch.no_grad()
 def rewind(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Set every parameter and buffer to ``state`` (from :func:`snapshot`), keeping the masks applied."""
-    own = {k: v for k, v in model.state_dict().items() if not k.endswith(MASK_SUFFIX)}
+    own = split_state(model.state_dict())[0]
     if set(own) != set(state):
         raise PruneError(f"the rewind state does not fit this model (differs in {sorted(set(own) ^ set(state))[:5]})")
     for k, v in own.items():

@@ -16,23 +16,20 @@ RULES: dict[str, Rule] = {}
 LEAVES: dict[type, Leaf] = {}
 
 
-def rule(*names: str) -> Callable[[Rule], Rule]:
-    """Register a label rule for torch functions / Tensor methods of these names."""
-
-    def deco(fn: Rule) -> Rule:
-        for n in names:
-            RULES[n] = fn
+def _register(table: dict, keys: tuple) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        for k in keys:
+            table[k] = fn
         return fn
 
     return deco
+
+
+def rule(*names: str) -> Callable[[Rule], Rule]:
+    """Register a label rule for torch functions / Tensor methods of these names."""
+    return _register(RULES, names)
 
 
 def leaf(*types: type) -> Callable[[Leaf], Leaf]:
     """Register a rule for whole modules of these types, traced as one op (their insides are not)."""
-
-    def deco(fn: Leaf) -> Leaf:
-        for t in types:
-            LEAVES[t] = fn
-        return fn
-
-    return deco
+    return _register(LEAVES, types)
