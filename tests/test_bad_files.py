@@ -191,7 +191,7 @@ CUT = st.none() | st.integers(0, 2**20)
 HEADER_EDITS = st.lists(st.tuples(st.integers(0, 600), st.integers(1, 255)), min_size=1, max_size=3)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kind=st.sampled_from(["save", "masks", "manifest", "weights"]), edits=EDITS | HEADER_EDITS, cut=CUT,
        data=st.data())
 def test_mutated_files_load_exactly_or_raise(files, tmp_path_factory, kind, edits, cut, data):
