@@ -35,17 +35,28 @@ CREATE TABLE IF NOT EXISTS epochs (
 """
 
 DB_NAME = "runs.db"
+
+
+def _schema_columns() -> dict[str, set[str]]:
+    """Each table's columns as SCHEMA creates them (read back from an in-memory database)."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    out = {t: {row[1] for row in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    conn.close()
+    return out
+
+
+_COLUMNS = _schema_columns()
 LOCK_NAME = "sweep.lock"
 
 
-def folder(directory: str | Path, create: bool = True) -> Path:
-    """``directory`` as a results folder (made if ``create``), or a :class:`StoreError` saying why it cannot be."""
+def folder(directory: str | Path) -> Path:
+    """``directory`` as a results folder (made if missing), or a :class:`StoreError` saying why it cannot be."""
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise StoreError(f"{path} is a file, not a results folder; choose another --out")
     if not path.exists():
-        if not create:
-            raise StoreError(f"{path} does not exist; pass a folder written by `prunekit bench`")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -85,19 +96,17 @@ def locked(directory: str | Path) -> Iterator[None]:
 
 
 class Store:
-    """The results database of one benchmark directory (created on first use unless ``create=False``).
+    """The results database of one benchmark directory (created on first use).
 
     A database that cannot be opened or written, is not SQLite, or fails SQLite's integrity check
     raises :class:`StoreError` naming the file; finished runs in it are never touched.
     """
 
-    def __init__(self, directory: str | Path, create: bool = True):
-        self.directory = folder(directory, create)
+    def __init__(self, directory: str | Path):
+        self.directory = folder(directory)
         self.path = self.directory / DB_NAME
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder, not a results database; move it away or choose another --out")
-        if not create and not self.path.is_file():
-            raise StoreError(f"{self.directory} holds no {DB_NAME}; pass a folder written by `prunekit bench`")
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         except sqlite3.Error as err:
@@ -113,10 +122,18 @@ class Store:
                 for stmt in SCHEMA.strip().split(";"):
                     if stmt.strip():
                         self.conn.execute(stmt)
+            self._check_schema()
         except (sqlite3.Error, StoreError) as err:
             self.conn.close()
             raise StoreError(f"{self.path} is not a usable results database ({_reason(err)}); "
                              "restore it from a backup or choose another --out") from None
+
+    def _check_schema(self) -> None:
+        """Tables of the same names made by another program (or an older layout) are not ours to write."""
+        for table, columns in _COLUMNS.items():
+            have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            if not columns <= have:
+                raise StoreError(f"table {table} lacks the columns {', '.join(sorted(columns - have))}")
 
     def _tx(self) -> "_Transaction":
         return _Transaction(self.conn)
