@@ -119,7 +119,7 @@ def report(directory: str | Path) -> Path:
     directory = Path(directory)
     if not (directory / DB_NAME).exists():
         raise PruneError(f"{directory} holds no {DB_NAME}; run `prunekit bench CONFIG --out {directory}` first")
-    with Store(directory, create=False) as store:
+    with Store(directory) as store:
         runs, counts, dense = store.runs(), store.counts(), _dense(store)
         bases, config = store.bases(), json.loads(store.meta("config") or "{}")
         sessions = store.sessions()
