@@ -121,3 +121,28 @@ def test_valid_inputs_still_pass():
     assert pk.summary(model, X_CONV).params > 0
     assert pk.compact(model, (X_CONV,)) is not None
     check_data(mlp(), (torch.randn(4, 20), torch.tensor([0, 1, 2, 9])))
+
+
+# -- class 4 (the parts outside names.py): ties across exclude, parametrized weights -------------------------
+from prunekit.api import PRUNABLE_TYPES, _excluded  # noqa: E402
+from prunekit.inputs import check_not_parametrized, check_ties  # noqa: E402
+
+
+def tied() -> nn.Module:
+    model = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 6))
+    model[2].weight = model[0].weight
+    return model
+
+
+def test_weight_tied_between_excluded_and_included_layer():
+    with pytest.raises(pk.InvalidArgumentError, match=r"'2' \(excluded\) is tied to '0' \(pruned\)"):
+        check_ties(tied(), lambda n, m: _excluded(n, m, ["2"]), PRUNABLE_TYPES)
+    check_ties(tied(), lambda n, m: _excluded(n, m, ["0", "2"]), PRUNABLE_TYPES)  # both: fine
+    check_ties(tied(), lambda n, m: False, PRUNABLE_TYPES)  # neither: fine
+
+
+def test_parametrized_weight_is_named():
+    model = nn.Sequential(nn.Linear(4, 4), nn.utils.parametrizations.weight_norm(nn.Linear(4, 2)))
+    with pytest.raises(pk.InvalidArgumentError, match=r"1.weight is computed by a parametrization \(_WeightNorm\)"):
+        check_not_parametrized(model, PRUNABLE_TYPES)
+    check_not_parametrized(mlp(), PRUNABLE_TYPES)

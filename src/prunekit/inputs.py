@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -175,3 +175,35 @@ def check_training(*, lr: Any, batch_size: Any, momentum: Any, weight_decay: Any
     check_number(momentum, "momentum", low=0, high=1, high_open=True)
     check_number(weight_decay, "weight_decay", low=0)
     check_seed(seed)
+
+
+def check_ties(model: nn.Module, excluded: Callable[[str, nn.Module], bool], types: tuple[type, ...]) -> None:
+    """Refuse a weight tied between an excluded and an included layer of ``types``.
+
+    Pruning the included layer would prune the excluded one through the tie without a word; the
+    user must exclude both names or neither. ``excluded(name, module)`` is the caller's exclude rule.
+    """
+    sides: dict[int, tuple[list[str], list[str]]] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, types) and isinstance(weight, nn.Parameter):
+            sides.setdefault(id(weight), ([], []))[bool(excluded(name, module))].append(name)
+    for kept, dropped in sides.values():
+        if kept and dropped:
+            raise InvalidArgumentError(
+                f"the weight of {dropped[0]!r} (excluded) is tied to {kept[0]!r} (pruned), so pruning one prunes "
+                f"the other; exclude both {dropped[0]!r} and {kept[0]!r}, or neither"
+            )
+
+
+def check_not_parametrized(model: nn.Module, types: tuple[type, ...]) -> None:
+    """Refuse layers whose weight is computed by a parametrization: a mask on it would not hold."""
+    from torch.nn.utils import parametrize
+
+    for name, module in model.named_modules():
+        if isinstance(module, types) and parametrize.is_parametrized(module, "weight"):
+            raise InvalidArgumentError(
+                f"{name or type(module).__name__}.weight is computed by a parametrization "
+                f"({type(module.parametrizations.weight[0]).__name__}), which pruning cannot hold at zero; call "
+                "torch.nn.utils.parametrize.remove_parametrizations on it first, or exclude it"
+            )
