@@ -146,3 +146,15 @@ def test_parametrized_weight_is_named():
     with pytest.raises(pk.InvalidArgumentError, match=r"1.weight is computed by a parametrization \(_WeightNorm\)"):
         check_not_parametrized(model, PRUNABLE_TYPES)
     check_not_parametrized(mlp(), PRUNABLE_TYPES)
+
+
+def test_a_list_is_one_input_as_everywhere_else():
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, xs):
+            return self.fc(xs[0] + xs[1])
+
+    assert pk.summary(Pair(), [torch.randn(1, 4), torch.randn(1, 4)]).macs == 8

@@ -55,8 +55,8 @@ def check_number(value: Any, arg: str, *, low: float | None = None, high: float 
 
 
 def as_args(example_inputs: Any, arg: str = "example_inputs") -> tuple:
-    """The positional arguments ``example_inputs`` stands for: a tensor, or a tuple/list of inputs."""
-    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    """The positional arguments ``example_inputs`` stands for: a tuple is several, anything else one."""
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     tensors = [t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)]
     if not tensors:
         raise InvalidArgumentError(
