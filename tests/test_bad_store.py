@@ -207,3 +207,69 @@ def test_two_concurrent_resumes_do_each_run_once(tmp_path):
         rows = conn.execute("SELECT status, attempts FROM runs").fetchall()
         assert sorted(rows) == [("done", 1)] * 8
         assert conn.execute("SELECT COUNT(*) FROM bases WHERE status = 'done'").fetchone()[0] == 2
+
+
+# -- kill -9 in each phase (base training, runs, report), repeated, then resume --------------------------------
+EXACT = ("finetuned_test_top1", "finetuned_val_loss", "pruned_test_top1", "dense_test_top1", "nonzero_params")
+REAL = {**CFG, "seeds": [0, 1], "compressions": [2.0], "train": {"epochs": 2, "batch_size": 100, "lr": 0.05},
+        "finetune": {"epochs": 1, "batch_size": 100, "lr": 0.01},
+        "measure": {"batch_sizes": [1], "repeats": 1, "warmup": 0}}
+
+
+def _count(db: Path, query: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute(query).fetchone()[0]
+    except sqlite3.Error:  # tables not created yet
+        return 0
+
+
+def _kill_when(cmd: list[str], ready) -> int | None:
+    """Start the CLI, SIGKILL it once ``ready()`` holds; the exit code if it finished first."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while proc.poll() is None and not ready() and time.time() < deadline:
+        time.sleep(0.01)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc.returncode
+
+
+def test_kill_in_every_phase_then_resume(tmp_path):
+    import hashlib
+
+    cfg, out = tmp_path / "c.yaml", tmp_path / "out"
+    cfg.write_text(yaml.safe_dump(REAL))
+    db = out / DB_NAME
+    cmd = [sys.executable, "-m", "prunekit", "bench", str(cfg), "--out", str(out), "--resume", "--no-progress"]
+    bases_done = "SELECT COUNT(*) FROM bases WHERE status = 'done'"
+    runs_done = "SELECT COUNT(*) FROM runs WHERE status = 'done'"
+    assert _kill_when(cmd, lambda: _count(db, "SELECT COUNT(*) FROM bases") > 0) == -9  # training a base
+    assert _count(db, bases_done) < 2
+    assert _kill_when(cmd, lambda: _count(db, runs_done) >= 1) == -9  # between runs
+    assert _count(db, runs_done) < 4
+    _kill_when(cmd, lambda: _count(db, runs_done) == 4)  # while the report is written (if it is not done yet)
+    assert main(["bench", str(cfg), "--out", str(out), "--resume", "--no-progress"]) == 0
+
+    reference = tmp_path / "ref"
+    assert sweep(parse(REAL), reference).done == 4
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM runs WHERE status = 'done'").fetchone() == (4, 4)
+        assert conn.execute("SELECT COUNT(*) FROM epochs WHERE phase = 'finetune'").fetchone()[0] == 4
+    with Store(out) as store, Store(reference) as ref:
+        got = {r["id"]: {k: r["metrics"][k] for k in EXACT} for r in store.runs()}
+        want = {r["id"]: {k: r["metrics"][k] for k in EXACT} for r in ref.runs()}
+        assert got == want
+        for b in store.bases():  # every saved base is whole and matches its recorded digest
+            state = (out / "bases" / f"{b['id']}.pt").read_bytes()
+            assert hashlib.sha256(state).hexdigest() == store.meta(f"base_sha256:{b['id']}")
+            assert state == (reference / "bases" / f"{b['id']}.pt").read_bytes()
+    report_md = (out / "report.md").read_text()
+    assert "Runs: 4 done." in report_md and "over 2 seeds" in report_md
