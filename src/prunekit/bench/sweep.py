@@ -96,13 +96,13 @@ def sweep(
     executor = executor or Sequential()
     env = env or runner.Env(data_dir=config.data_dir)
     out, started = Path(out), time.perf_counter()
+    if executor.name == "local":  # a missing or broken dataset is one clear error, not N failed runs
+        for dataset in config.datasets:
+            load_data(dataset, env.data_dir, config.val_fraction)
     with locked(out):
         store = Store(out)
         try:
             _check_folder(store, config, out, resume)
-            if executor.name == "local":  # a missing or broken dataset is one clear error, not N failed runs
-                for dataset in config.datasets:
-                    load_data(dataset, env.data_dir, config.val_fraction)
             return _sweep(store, config, out, executor, env, progress, train_fn, run_fn, started)
         finally:
             store.close()
