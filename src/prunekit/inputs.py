@@ -94,10 +94,10 @@ def forward_checked(model: nn.Module, example_inputs: Any, arg: str = "example_i
     check_module(model)
     args = as_args(example_inputs, arg)
     devices = {t.device for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)}
-    param = next(model.parameters(), None)
-    if param is not None and devices and devices != {param.device}:
-        raise InvalidArgumentError(f"{arg} is on {', '.join(sorted(map(str, devices)))} but the model is on "
-                                   f"{param.device}; move them to one device")
+    on = {p.device for p in model.parameters()}
+    if on and devices - on:
+        raise InvalidArgumentError(f"{arg} is on {', '.join(sorted(map(str, devices - on)))} but the model is on "
+                                   f"{', '.join(sorted(map(str, on)))}; move them to one device")
     running: list[tuple[str, nn.Module, tuple]] = []  # the layers entered and not yet left, innermost last
 
     def enter(name: str):
