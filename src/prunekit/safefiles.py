@@ -67,7 +67,8 @@ def read(path: str | Path, error: type[PruneError], what: str) -> tuple[dict[str
         raise error(f"{path} is not a readable {what} ({reason}); it is truncated, damaged or another "
                     "format — write it again") from None
     if DIGEST not in metadata:
-        raise error(f"{path} carries no {DIGEST} digest, so it was not written by prunekit as a {what}")
+        raise error(f"{path} carries no {DIGEST} digest, so it is not a {what} written by this prunekit "
+                    "(another tool, or a version before 0.1.0's checked files); save it again with prunekit")
     if digest(tensors, metadata) != metadata[DIGEST]:
         raise error(f"{path} is corrupt: its contents do not match the {DIGEST} digest stored in it; "
                     "write it again")
