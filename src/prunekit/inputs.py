@@ -1,7 +1,7 @@
 """Argument checks for the public entry points: say which argument, which layer and what was expected.
 
 A wrong shape otherwise surfaces as a traceback from deep inside torch ("mat1 and mat2 shapes cannot
-be multiplied"). :func:`check_forward` runs the model once with every leaf layer watched, so a
+be multiplied"). :func:`check_forward` runs the model once with every layer watched, so a
 failure names the argument, the layer, the shape it got and the shape it expects.
 """
 from __future__ import annotations
