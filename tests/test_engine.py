@@ -268,3 +268,13 @@ def test_masks_stay_monotone_across_structures():
         before = masks
         if "structure" in kwargs:
             assert output_classes_kept(model)
+
+
+def test_unit_only_scores_say_so_and_refuse_single_weights():
+    assert pk.scores.Magnitude.ranks_weights() and not pk.scores.FPGM.ranks_weights()
+    assert pk.scores.Gradient.needs_data and pk.scores.Taylor.needs_loss and not pk.scores.L1.needs_data
+    with pytest.raises(pk.UnsupportedLayerError, match="fpgm.*whole units"):
+        pk.prune(mlp(), 0.5, score="fpgm")
+    model = mlp()
+    pk.prune(model, 0.25, structure="neurons", score="fpgm", scope="layer")
+    assert dead_rows(model[0]) == 8

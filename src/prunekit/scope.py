@@ -112,7 +112,7 @@ def count(sparsity: float, n: int) -> int:
 def check_ratio(ratio: Any, what: str) -> float:
     """A sparsity or per-layer ratio as a float in [0, 1), or a clear error."""
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or math.isnan(ratio) or not 0 <= ratio < 1:
-        raise InvalidSparsityError(f"{what} must be a number in [0, 1) (got {ratio!r}); it is the final fraction pruned")
+        raise InvalidSparsityError(f"{what} must be in [0, 1) (got {ratio!r}); it is the final fraction pruned, a number")
     return float(ratio)
 
 

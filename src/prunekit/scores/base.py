@@ -90,6 +90,11 @@ class Score(ABC):
             "use it with structure='neurons', 'channels' or 'heads'"
         )
 
+    @classmethod
+    def ranks_weights(cls) -> bool:
+        """Whether this score ranks single weights (defines ``__call__``), so that it fits structure='weights' or N:M."""
+        return cls.__call__ is not Score.__call__
+
     def slices(self, weight: torch.Tensor, dim: int, context: ScoreContext) -> torch.Tensor:
         """One score per index of ``dim`` of ``weight``: its elementwise scores reduced by ``reduce``."""
         return reduce_units(by_slice(self(weight, context), dim), self.reduce)
