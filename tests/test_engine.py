@@ -278,3 +278,9 @@ def test_unit_only_scores_say_so_and_refuse_single_weights():
     model = mlp()
     pk.prune(model, 0.25, structure="neurons", score="fpgm", scope="layer")
     assert dead_rows(model[0]) == 8
+
+
+def test_named_outputs_may_lose_channels():
+    model, x = mlp(), torch.randn(2, 20)
+    pk.prune(model, 0.5, structure="channels", example_inputs=x, scope="layer", prune_outputs=["4"])
+    assert dead_rows(model[4]) == 5 and dead_rows(model[0]) == 16

@@ -3,7 +3,8 @@
 Removing channel *c* of a conv also removes input *c* of its consumers, the matching norm entries and
 the partner channel across a residual add; ``graph`` traces these couplings on ``example_inputs``.
 A unit is scored by applying the score to each parameter slice it owns and reducing (``reduce``).
-The model's outputs, embeddings and channel-mixing norms are locked by the trace and never removed.
+Embeddings and channel-mixing norms are locked by the trace and never removed; so are the model's
+outputs unless ``prune_outputs`` names their layer (``pk.compact`` still keeps such zeroed outputs).
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ class Channels(Structure):
             raise PruneError(f"structure={self.name!r} traces the model: pass example_inputs= (a batch of inputs)")
         graph = trace(ctx.model, ctx.example_inputs)
         units, locked = units_of(graph)
-        cands = candidates(graph, units, locked, self.kind, lambda n, m: ctx.exclude(n, m))
+        cands = candidates(graph, units, locked - self._named_outputs(graph, units, ctx), self.kind,
+                           lambda n, m: ctx.exclude(n, m))
         if not cands:
             raise NoPrunableLayersError(
                 f"no prunable {self.kind} found: every unit is locked (outputs, embeddings, channel-mixing norms) "
@@ -102,6 +104,16 @@ class Channels(Structure):
             parts.append(Part(keys[0][0], modules, len(members), part_targets, len(parts), cap, self.round_to,
                               size[g], Group(traced, members, partial)))
         return parts
+
+    @staticmethod
+    def _named_outputs(graph: Graph, units: list[Unit], ctx: Context) -> set[int]:
+        """Roots of output units that ``prune_outputs`` names (their layer), unless locked for another reason."""
+        if not ctx.prune_outputs:
+            return set()
+        other = {graph.find(e) for e in graph.locked}
+        named = {n for n, m in graph.modules.items() if ctx.prune_outputs is True or ctx.prune_outputs(n, m)}
+        outputs = {graph.find(e) for e in graph.outputs} - other
+        return {u.root for u in units if u.root in outputs and any(k[0] in named for k, _ in u.positions)}
 
     def prepare(self, parts: list[Part], score: Score, ctx: Context) -> None:
         """Score every traced unit once, then fix each part's scores and cap."""
