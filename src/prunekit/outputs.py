@@ -26,16 +26,25 @@ def output_layers(model: nn.Module, candidates: Iterable[str], example_inputs: A
     modules = dict(model.named_modules())
     calls: list[tuple[str, torch.Tensor]] = []
     handles = [modules[n].register_forward_hook(lambda m, a, out, n=n: calls.append((n, out))) for n in names]
+    try:
+        out = model_outputs(model, example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    returned = {id(t) for t in out}
+    found = {n for n, t in calls if id(t) in returned}
+    return found or ({calls[-1][0]} if calls else set())
+
+
+def model_outputs(model: nn.Module, example_inputs: Any) -> list[torch.Tensor]:
+    """The tensors ``model`` returns for ``example_inputs`` (a tensor or a tuple of them), in eval mode, no grad."""
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    was_training = model.training
+    was = model.training
     model.eval()
     try:
         with torch.no_grad():
             out = model(*args)
     finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    returned = {id(t) for t in tree_flatten(out.to_tuple() if hasattr(out, "to_tuple") else out)[0]}
-    found = {n for n, t in calls if id(t) in returned}
-    return found or ({calls[-1][0]} if calls else set())
+        model.train(was)
+    out = out.to_tuple() if hasattr(out, "to_tuple") else out
+    return [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]

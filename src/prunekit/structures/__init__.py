@@ -2,8 +2,8 @@
 
 One registry; every structure runs through the one engine (``prunekit.engine``).
 """
-from .base import (CHUNK, PRUNABLE_TYPES, TRANSPOSED, Context, Part, Structure, TensorStructure, prunable,
-                   reduce_units, register, registry)
+from ..scores import reduce_units
+from .base import CHUNK, PRUNABLE_TYPES, TRANSPOSED, Context, Part, Structure, TensorStructure, prunable, register, registry
 from .channels import Channels
 from .heads import Heads
 from .neurons import Neurons

@@ -8,7 +8,7 @@ drop, and ``apply`` turns each part's ``keep`` vector into parameter masks.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
@@ -18,7 +18,7 @@ from ..errors import NoPrunableLayersError
 from ..masks import attach, mask_of
 from ..names import Matcher
 from ..registry import Registry
-from ..scores import Score, ScoreContext, Target, reduce_units  # noqa: F401  (re-exported)
+from ..scores import Score, ScoreContext, Target
 
 if TYPE_CHECKING:
     from ..scope import Scope
