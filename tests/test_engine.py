@@ -284,3 +284,9 @@ def test_named_outputs_may_lose_channels():
     model, x = mlp(), torch.randn(2, 20)
     pk.prune(model, 0.5, structure="channels", example_inputs=x, scope="layer", prune_outputs=["4"])
     assert dead_rows(model[4]) == 5 and dead_rows(model[0]) == 16
+
+
+def test_channel_ratio_keys_name_the_producing_layer():
+    model, x = mlp(), torch.randn(2, 20)
+    pk.prune(model, structure="channels", example_inputs=x, scope={"2": 0.5})  # 2 consumes 0's channels too
+    assert dead_rows(model[2]) == 8 and dead_rows(model[0]) == 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+from torch import nn
 
 from ..errors import InvalidSparsityError, NoPrunableLayersError, PruneError, UnknownNameError
 from ..graph.compact import pruned_roots
@@ -22,7 +23,14 @@ from ..graph.prune import candidates, mask_units, normalized
 from ..graph.select import MacCounter, guard, slot_units
 from ..graph.trace import trace
 from ..scores import Score
-from .base import Context, Part, Structure, register
+from .base import PRUNABLE_TYPES, TRANSPOSED, Context, Part, Structure, register
+
+
+def _produces(module: nn.Module, dim: int) -> bool:
+    """Whether a slot along ``dim`` of ``module`` is that layer's output (not a consumer's input columns)."""
+    if isinstance(module, PRUNABLE_TYPES):
+        return dim == (1 if isinstance(module, TRANSPOSED) else 0)
+    return True
 
 
 @dataclass(eq=False)
@@ -54,6 +62,10 @@ class Channels(Structure):
     scores by their group's mean so that a global ranking compares groups fairly), ``max_ratio``
     (the most of any group that may go) and ``round_to`` (kept group widths stay multiples of it).
     No layer ever loses all its channels. ``macs_reduction=`` targets dense / remaining MACs.
+
+    Names: a part is named by the layers that produce its channels (and their norms), so a
+    per-layer key ``"conv2"`` sets the ratio of conv2's output channels; ``exclude=["conv2"]``
+    leaves every parameter of conv2 untouched (its outputs and its input columns).
     """
 
     kind = "channels"
@@ -98,10 +110,11 @@ class Channels(Structure):
             cap = math.floor(self.max_ratio * size[g] + 1e-9)
             if whole:
                 cap = min(cap, len(members) - 1)
-            keys = sorted({k[:2] for i in members for k, _ in units[i].positions})
-            modules = [(m, graph.modules[m], p) for m, p in keys]
+            keys = {k for i in members for k, _ in units[i].positions}
+            owners = sorted({k[:2] for k in keys if _produces(graph.modules[k[0]], k[2])}) or sorted({k[:2] for k in keys})
+            modules = [(m, graph.modules[m], p) for m, p in owners]
             part_targets = list(targets_of(graph, slots[g]).values())
-            parts.append(Part(keys[0][0], modules, len(members), part_targets, len(parts), cap, self.round_to,
+            parts.append(Part(owners[0][0], modules, len(members), part_targets, len(parts), cap, self.round_to,
                               size[g], Group(traced, members, partial)))
         return parts
 
