@@ -290,3 +290,16 @@ def test_channel_ratio_keys_name_the_producing_layer():
     model, x = mlp(), torch.randn(2, 20)
     pk.prune(model, structure="channels", example_inputs=x, scope={"2": 0.5})  # 2 consumes 0's channels too
     assert dead_rows(model[2]) == 8 and dead_rows(model[0]) == 0
+
+
+def test_structure_options_are_checked():
+    with pytest.raises(pk.PruneError, match="takes no option round_to"):
+        pk.prune(mlp(), 0.5, round_to=8)
+    with pytest.raises(pk.PruneError, match="macs_reduction"):
+        pk.prune(mlp(), structure="neurons", macs_reduction=2.0)
+    with pytest.raises(pk.PruneError, match="own scope"):
+        pk.prune(mlp(), structure="2:4", scope={"0": 0.5})
+    model = mlp()
+    pk.prune(model, 0.5, structure=pk.structures.Channels(round_to=4), example_inputs=torch.randn(2, 20),
+             scope="layer")
+    assert (32 - dead_rows(model[0])) % 4 == 0 and (16 - dead_rows(model[2])) % 4 == 0
