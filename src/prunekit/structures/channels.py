@@ -35,13 +35,12 @@ def _produces(module: nn.Module, dim: int) -> bool:
 
 @dataclass(eq=False)
 class Traced:
-    """What the parts of one traced model share: the graph, its units and their scores."""
+    """What the parts of one traced model share: the graph, its units, those already pruned, a MAC counter."""
 
     graph: Graph
     units: list[Unit]
     gone: set[int]  # roots already pruned
     macs: MacCounter
-    scores: torch.Tensor | None = None
 
 
 @dataclass(eq=False)
