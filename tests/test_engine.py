@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from torch import nn
 
@@ -303,3 +305,22 @@ def test_structure_options_are_checked():
     pk.prune(model, 0.5, structure=pk.structures.Channels(round_to=4), example_inputs=torch.randn(2, 20),
              scope="layer")
     assert (32 - dead_rows(model[0])) % 4 == 0 and (16 - dead_rows(model[2])) % 4 == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), sizes=st.lists(st.integers(1, 8), min_size=1, max_size=5))
+def test_capped_global_selection_is_the_greedy_choice(data, sizes):
+    """Dropping the k lowest scores with per-part caps equals taking units in (score, part, index) order."""
+    scores = [torch.tensor(data.draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype=torch.float32)
+              for n in sizes]
+    caps = [data.draw(st.none() | st.integers(0, n)) for n in sizes]
+    k = data.draw(st.integers(0, sum(sizes)))
+    parts = [pk.structures.Part(f"p{i}", [], n, [], i, cap, unit_scores=lambda s=s: iter([s]))
+             for i, (n, s, cap) in enumerate(zip(sizes, scores, caps))]
+    keeps = pk.scope.drop_lowest(parts, k)
+    expected = [torch.ones(n, dtype=torch.bool) for n in sizes]
+    taken, left = [0] * len(sizes), k
+    for value, i, j in sorted((float(s[j]), i, j) for i, s in enumerate(scores) for j in range(len(s))):
+        if left and (caps[i] is None or taken[i] < caps[i]):
+            expected[i][j], taken[i], left = False, taken[i] + 1, left - 1
+    assert [k.tolist() for k in keeps] == [e.tolist() for e in expected]

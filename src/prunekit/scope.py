@@ -208,8 +208,9 @@ class PerLayer(Scope):
                 names = sorted({n for p in parts for n in [p.name, *(m for m, _, _ in p.modules)] if n})
                 close = difflib.get_close_matches(str(k), names, n=5, cutoff=0.5)
                 raise UnknownNameError(
-                    f"scope key {k!r} matches no prunable layer (check the name; excluded and output layers "
-                    f"are not prunable)" + (f"; close matches: {', '.join(close)}" if close else
+                    f"scope key {k!r} matches no prunable layer (check the name; excluded layers are not "
+                    "prunable, nor output layers that neurons/channels/heads keep whole unless named in "
+                    "prune_outputs=)" + (f"; close matches: {', '.join(close)}" if close else
                                             f"; prunable layers: {', '.join(names[:8])}")
                 )
         out = []
