@@ -67,8 +67,7 @@ def _fixed_sparsity(structure: structures.Structure, sparsity: float | None, com
         raise InvalidSparsityError(f"structure {structure.name!r} fixes sparsity at {structure.sparsity:g}; omit compression")
     if sparsity is not None and not math.isclose(sparsity, structure.sparsity, abs_tol=1e-9):
         raise InvalidSparsityError(
-            f"structure {structure.name!r} prunes exactly {structure.sparsity:g} (1 - N/M); "
-            f"omit sparsity or pass {structure.sparsity:g}"
+            f"structure {structure.name!r} prunes exactly {structure.sparsity:g}; omit sparsity or pass {structure.sparsity:g}"
         )
     return structure.sparsity
 

@@ -62,27 +62,16 @@ def specificity(rule: Any, module_name: str, module: nn.Module, pname: str | Non
     return None
 
 
-def check_known(model: nn.Module, spec: Iterable[Any], what: str, known: Iterable[str] | None = None) -> None:
-    """Raise for every string rule that names no module or parameter of ``model`` (or none of ``known``)."""
-    modules = dict(model.named_modules())
-    names = list(known) if known is not None else [n for n in modules if n] + [n for n, _ in model.named_parameters()]
+def check_known(model: nn.Module, spec: Iterable[Any], what: str) -> None:
+    """Raise for every name or glob in ``spec`` that names no module or parameter of ``model``."""
+    entries = [(n, m, p) for n, m in model.named_modules() for p in [None, *(k for k, _ in m.named_parameters(recurse=False))]]
     for rule in spec:
-        if isinstance(rule, type):
+        if isinstance(rule, type) or any(specificity(rule, n, m, p) is not None for n, m, p in entries):
             continue
-        hit = any(_matches_name(rule, n) for n in names)
-        if not hit:
-            close = difflib.get_close_matches(str(rule), names, n=5, cutoff=0.5)
-            hint = f"; close matches: {', '.join(close)}" if close else f"; names look like: {', '.join(names[:6])}"
-            raise UnknownNameError(f"{what} {rule!r} matches nothing in {type(model).__name__}{hint}")
-
-
-def _matches_name(rule: Any, name: str) -> bool:
-    if not isinstance(rule, str):
-        raise UnknownNameError(f"a module rule must be a name, a glob or a type (got {rule!r})")
-    chain = _ancestors(name)
-    if rule in chain:
-        return True
-    return bool(_GLOB & set(rule)) and any(fnmatch.fnmatchcase(a, rule) for a in chain)
+        names = [n for n, _, p in entries if n and p is None] + [f"{n}.{p}" if n else p for n, _, p in entries if p]
+        close = difflib.get_close_matches(str(rule), names, n=5, cutoff=0.5)
+        hint = f"; close matches: {', '.join(close)}" if close else f"; names look like: {', '.join(names[:6])}"
+        raise UnknownNameError(f"{what} {rule!r} matches nothing in {type(model).__name__}{hint}")
 
 
 class Matcher:
