@@ -114,22 +114,22 @@ def test_taylor_needs_data_and_random_is_seeded():
     assert torch.equal(a[0].weight_mask, b[0].weight_mask)
 
 
-@pk.scores.register_group("test-index")
-class IndexScore(pk.scores.GroupScore):
+@pk.scores.register("test-index")
+class IndexScore(pk.scores.Score):
     """Scores slice i as i, so the lowest-index units go first."""
 
-    def __call__(self, weight, dim, context):
+    def slices(self, weight, dim, context):
         return torch.arange(weight.shape[dim], dtype=torch.float32)
 
 
 def test_group_scores_come_from_a_registry_by_name_or_object():
-    assert {"l1", "l2", "bn-scale", "taylor", "fpgm", "random", "test-index"} <= set(pk.scores.group_registry.names())
+    assert {"l1", "l2", "bn-scale", "taylor", "fpgm", "random", "test-index"} <= set(pk.scores.registry.names())
     for spec in ("test-index", IndexScore(), IndexScore):
         model = mlp()
         pk.prune(model, 0.25, structure="channels", example_inputs=torch.randn(2, 64), score=spec, scope="layer")
         kept = model[1].weight_mask[:, 0]
         assert not kept[: kept.numel() // 4].any() and kept[kept.numel() // 4:].all()
-    with pytest.raises(pk.UnknownNameError, match="valid group scores"):
+    with pytest.raises(pk.UnknownNameError, match="valid scores"):
         pk.prune(mlp(), 0.5, structure="channels", example_inputs=torch.randn(2, 64), score="snip")
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
 from ..errors import CompactionError
 from ..inputs import check_forward
 from ..masks import mask_of, unprune
+from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
 from .trace import trace
@@ -143,19 +143,6 @@ def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: 
     if check:
         verify(model, small, example_inputs, atol)
     return small
-
-
-def _outputs(model: nn.Module, example_inputs: Any) -> list[torch.Tensor]:
-    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(*args)
-    finally:
-        model.train(was)
-    out = out.to_tuple() if hasattr(out, "to_tuple") else out
-    return [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
 
 
 def verify(reference: nn.Module, small: nn.Module, example_inputs: Any, atol: float = 1e-4) -> float:

@@ -32,6 +32,7 @@ class Graph:
     modules: dict[str, nn.Module]
     parent: list[int] = field(default_factory=list)
     locked: set[int] = field(default_factory=set)
+    outputs: set[int] = field(default_factory=set)  # elements the model returns: locked unless asked by name
     heads: set[int] = field(default_factory=set)
     slots: dict[SlotKey, torch.Tensor] = field(default_factory=dict)
     macs: list[MacTerm] = field(default_factory=list)
@@ -113,8 +114,8 @@ class Unit:
 
 
 def units_of(graph: Graph) -> tuple[list[Unit], set[int]]:
-    """All units that own a parameter position, and the roots of the locked ones."""
-    locked = {graph.find(e) for e in graph.locked}
+    """All units that own a parameter position, and the roots of the locked ones (model outputs included)."""
+    locked = {graph.find(e) for e in graph.locked | graph.outputs}
     heads = {graph.find(e) for e in graph.heads}
     by_root: dict[int, Unit] = {}
     for key, labels in graph.slots.items():

@@ -128,7 +128,7 @@ class Tracer(TorchFunctionMode):
         for t in tree_flatten(_plain(out))[0]:
             labels = self.get(t)
             if labels is not None:  # the model's outputs (classifier units) are kept
-                self.graph.lock(labels)
+                self.graph.outputs.update(int(v) for v in labels.reshape(-1).unique().tolist())
         return out
 
 

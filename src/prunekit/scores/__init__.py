@@ -1,14 +1,13 @@
 """Scores: how important is a unit? One small class per family, all in one registry.
 
-A new score is one class with ``__call__(weight, context)`` and one ``@register("name")`` line.
-Structured pruning (``structure="channels"|"heads"``) ranks whole units with the group scores of
-``group.py`` (their own registry, ``group_registry``; a new one is a class + ``@register_group``).
+A new score is one class with ``__call__(weight, context)`` (or ``slices(weight, dim, context)``)
+and one ``@register("name")`` line; every structure (weights, neurons, N:M, channels, heads) uses it.
 """
-from .base import Score, ScoreContext, Target, register, registry
-from .gradient import Gradient
-from .group import GroupScore, group_registry, register_group
-from .magnitude import Magnitude
+from .base import Score, ScoreContext, Target, by_slice, reduce_units, register, registry
+from .gradient import Gradient, Taylor
+from .magnitude import L1, L2, Magnitude
 from .random import Random
+from .unit import BNScale, FPGM
 
-__all__ = ["Score", "ScoreContext", "Target", "register", "registry", "Magnitude", "Gradient", "Random",
-           "GroupScore", "group_registry", "register_group"]
+__all__ = ["Score", "ScoreContext", "Target", "register", "registry", "by_slice", "reduce_units",
+           "Magnitude", "L1", "L2", "Gradient", "Taylor", "Random", "BNScale", "FPGM"]

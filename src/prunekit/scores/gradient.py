@@ -63,9 +63,15 @@ class Gradient(Score):
     """|w · ∂L/∂w| averaged over the given batches; per unit, the sum over the unit."""
 
     needs_data = True
+    needs_loss = True
 
     def prepare(self, model: nn.Module, targets: list[Target], data: Any, loss_fn: Any) -> Any:
         return accumulate_gradients(model, targets, data, loss_fn)
 
     def __call__(self, weight: torch.Tensor, context: ScoreContext) -> torch.Tensor:
         return (weight.detach() * context.state[context.target.qname][context.rows]).abs()
+
+
+@register("taylor")
+class Taylor(Gradient):
+    """First-order Taylor importance of a unit, Σ|w·∂L/∂w| over its weights (Molchanov et al. 2019)."""

@@ -5,15 +5,20 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedLayerError
-from .base import TRANSPOSED, Structure, reduce_units, register
+from ..scores import Score, ScoreContext, by_slice, reduce_units
+from .base import TRANSPOSED, TensorStructure, register
 
 
 @register("neurons")
-class Neurons(Structure):
+class Neurons(TensorStructure):
     """A whole output unit: a row of a Linear weight or an output filter of a conv, with its bias.
 
-    Units are only zeroed here; removing them (and their consumers' inputs) is compaction's job.
+    A model's output layers stay whole (their units are its outputs: classes, logits, vocabulary)
+    unless named in ``prune_outputs``. Units are only zeroed here; ``pk.compact`` removes them.
     """
+
+    removes_outputs = True
+    uses_example_inputs = True  # they locate the output layers (see prunekit.outputs)
 
     def _axis(self, module: nn.Module) -> int:
         return 1 if isinstance(module, TRANSPOSED) else 0
@@ -31,14 +36,20 @@ class Neurons(Structure):
     def num_units(self, module: nn.Module, pname: str) -> int:
         return getattr(module, pname).shape[self._axis(module)]
 
-    def _by_unit(self, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        return x.movedim(self._axis(module), 0).reshape(x.shape[self._axis(module)], -1)
+    def score_units(self, score: Score, weight: torch.Tensor, module: nn.Module, context: ScoreContext) -> torch.Tensor:
+        s = score.slices(weight, self._axis(module), context).float()
+        if bool(s.isnan().any()):
+            raise UnsupportedLayerError(
+                f"score {getattr(score, 'name', score)!r} cannot rank the neurons of {context.target.qname} "
+                "(bn-scale needs a BatchNorm after the layer: use structure='channels')"
+            )
+        return s
 
-    def unit_scores(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
-        return reduce_units(self._by_unit(scores, module), reduce)
+    def to_units(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
+        return reduce_units(by_slice(scores, self._axis(module)), reduce)
 
     def unit_mask(self, mask: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        return self._by_unit(mask, module).any(1)
+        return by_slice(mask, self._axis(module)).any(1)
 
     def masks(self, keep: torch.Tensor, module: nn.Module, pname: str) -> dict[str, torch.Tensor]:
         weight = getattr(module, pname)

@@ -3,21 +3,19 @@
 Blocks run along the input (reduction) axis of a layer, the layout sparse tensor cores expect: the
 last axis of a ``Linear`` weight, the input channels of a convolution (blocks of M input channels at
 one kernel position), axis 0 of a transposed convolution. The sparsity is fixed at ``1 - N/M`` and
-selection is local to each block, so N:M has its own selection here instead of a global/layer scope.
+selection is local to each block: the structure orders a weight's units block by block and requires
+the block-local scope (:class:`prunekit.scope.BlockLocal`).
 """
 from __future__ import annotations
 
-import math
 import re
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import InvalidSparsityError, PruneError, UnsupportedLayerError
-from ..masks import Masks, attach, mask_of
-from ..scope import Global, Layer, Scope
-from ..scores import Score, ScoreContext, Target
+from ..errors import InvalidSparsityError, UnsupportedLayerError
+from ..scope import BlockLocal
 from .base import TRANSPOSED, register
 from .weights import Weights
 
@@ -37,6 +35,24 @@ class NM(Weights):
     def sparsity(self) -> float:
         """The fraction every block loses: ``1 - N/M``."""
         return 1.0 - self.n / self.m
+
+    @property
+    def scope(self) -> BlockLocal:
+        """Selection is local to each block of M."""
+        return BlockLocal(self.n, self.m)
+
+    def rows_are_units_in_order(self, module: nn.Module) -> bool:
+        return False  # units run block by block along the input axis: scored whole
+
+    def to_units(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
+        return self.blocks(scores, module).reshape(-1)
+
+    def unit_mask(self, mask: torch.Tensor, module: nn.Module) -> torch.Tensor:
+        return self.blocks(mask, module).reshape(-1)
+
+    def masks(self, keep: torch.Tensor, module: nn.Module, pname: str) -> dict[str, torch.Tensor]:
+        weight = getattr(module, pname)
+        return {pname: self.unblock(keep.view(-1, self.m), module, weight.shape)}
 
     @staticmethod
     def input_axis(module: nn.Module) -> int:
@@ -64,14 +80,6 @@ class NM(Weights):
         moved.append(moved.pop(axis))
         return rows.reshape(moved).movedim(-1, axis)
 
-    def keep(self, scores: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        """Boolean mask keeping the N highest scores of each block; at equal score the lower index goes."""
-        rows = self.blocks(scores.float(), module)
-        order = rows.argsort(dim=1, stable=True)  # ascending: the first M - N of each block are dropped
-        keep = torch.ones_like(rows, dtype=torch.bool)
-        keep.scatter_(1, order[:, : self.m - self.n], False)
-        return self.unblock(keep, module, scores.shape)
-
     def holds(self, mask: torch.Tensor, module: nn.Module) -> bool:
         """Whether every block of ``mask`` keeps at most N entries (the N:M pattern)."""
         return bool((self.blocks(mask, module).sum(1) <= self.n).all())
@@ -98,43 +106,3 @@ def parse(spec: Any) -> NM | None:
         return spec
     match = _SPEC.match(spec) if isinstance(spec, str) else None
     return NM(int(match[1]), int(match[2])) if match else None
-
-
-def prune_nm(
-    model: nn.Module,
-    nm: NM,
-    targets: list[Target],
-    sparsity: float | None,
-    compression: float | None,
-    score: Score,
-    scope: Scope,
-    data: Any,
-    loss_fn: Callable | None,
-    seed: int,
-) -> Masks:
-    """``pk.prune`` for an N:M structure on checked ``targets``: exactly N kept in every block of M."""
-    if compression is not None:
-        raise InvalidSparsityError(f"structure {nm.name!r} fixes sparsity at {nm.sparsity:g}; omit compression")
-    if sparsity is not None and not math.isclose(sparsity, nm.sparsity, abs_tol=1e-9):
-        raise InvalidSparsityError(
-            f"structure {nm.name!r} prunes exactly {nm.sparsity:g} (1 - N/M); omit sparsity or pass {nm.sparsity:g}"
-        )
-    if not isinstance(scope, (Global, Layer)):
-        raise PruneError(f"structure {nm.name!r} selects within each block of {nm.m}; omit scope")
-    state = score.prepare(model, targets, data, loss_fn)
-    keeps = []
-    for i, t in enumerate(targets):
-        with torch.no_grad():
-            s = score(t.param, ScoreContext(t, i, seed, state)).float()
-            old = mask_of(t.module, t.pname)
-            if old is not None:  # masks are monotone: what is pruned stays pruned, and goes first
-                if (nm.blocks(old, t.module).sum(1) < nm.n).any():
-                    raise InvalidSparsityError(
-                        f"{t.qname} already has blocks with fewer than {nm.n} of {nm.m} weights kept; "
-                        "call pk.unprune(model) first to start over"
-                    )
-                s = s.masked_fill(old.logical_not(), -math.inf)
-            keeps.append(nm.keep(s, t.module).to(t.param.device))
-    for t, keep in zip(targets, keeps):
-        attach(t.module, t.pname, keep)
-    return Masks.from_model(model)

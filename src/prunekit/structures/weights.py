@@ -4,17 +4,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Structure, register
+from .base import TensorStructure, register
 
 
 @register("weights")
-class Weights(Structure):
+class Weights(TensorStructure):
     """Every single weight is a unit (unstructured pruning)."""
 
     def num_units(self, module: nn.Module, pname: str) -> int:
         return getattr(module, pname).numel()
 
-    def unit_scores(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
+    def to_units(self, scores: torch.Tensor, module: nn.Module, reduce: str) -> torch.Tensor:
         return scores.reshape(-1)
 
     def unit_mask(self, mask: torch.Tensor, module: nn.Module) -> torch.Tensor:
