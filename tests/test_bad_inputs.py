@@ -87,12 +87,16 @@ def test_a_failed_check_leaves_the_model_as_it_was():
     ((torch.randn(4, 20), torch.tensor([0, 1, 2])), "4 inputs but 3 labels"),
     ((torch.randn(4, 9), torch.tensor([0, 1, 2, 3])), r"data inputs of shape \(4, 9\).*layer '0' \(Linear\)"),
     (torch.randn(4, 20), "must be \\(inputs, labels\\)"),
-    ([], "holds no batch"),
     ([(torch.randn(4, 20),)], "pair of tensors"),
 ])
 def test_gradient_data_that_does_not_fit(data, what):
     with pytest.raises(pk.InvalidArgumentError, match=what):
         check_data(mlp(), data)
+
+
+def test_empty_data_is_missing_data():
+    with pytest.raises(pk.MissingDataError, match="holds no batch"):
+        check_data(mlp(), [])
 
 
 def test_gradient_data_as_a_stream_is_checked_on_its_first_batch():
@@ -124,10 +128,6 @@ def test_valid_inputs_still_pass():
 
 
 # -- class 4 (the parts outside names.py): ties across exclude, parametrized weights -------------------------
-from prunekit.api import PRUNABLE_TYPES, _excluded  # noqa: E402
-from prunekit.inputs import check_not_parametrized, check_ties  # noqa: E402
-
-
 def tied() -> nn.Module:
     model = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 6))
     model[2].weight = model[0].weight
@@ -136,16 +136,19 @@ def tied() -> nn.Module:
 
 def test_weight_tied_between_excluded_and_included_layer():
     with pytest.raises(pk.InvalidArgumentError, match=r"'2' \(excluded\) is tied to '0' \(pruned\)"):
-        check_ties(tied(), lambda n, m: _excluded(n, m, ["2"]), PRUNABLE_TYPES)
-    check_ties(tied(), lambda n, m: _excluded(n, m, ["0", "2"]), PRUNABLE_TYPES)  # both: fine
-    check_ties(tied(), lambda n, m: False, PRUNABLE_TYPES)  # neither: fine
+        pk.prune(tied(), 0.5, exclude=["2"])
+    assert pk.prune(tied(), 0.5, exclude=[]).sparsity == pytest.approx(0.5)  # neither excluded: pruned together
+    with pytest.raises(pk.NoPrunableLayersError):
+        pk.prune(tied(), 0.5, exclude=["0", "2"])  # both excluded: nothing left, said as such
 
 
 def test_parametrized_weight_is_named():
     model = nn.Sequential(nn.Linear(4, 4), nn.utils.parametrizations.weight_norm(nn.Linear(4, 2)))
     with pytest.raises(pk.InvalidArgumentError, match=r"1.weight is computed by a parametrization \(_WeightNorm\)"):
-        check_not_parametrized(model, PRUNABLE_TYPES)
-    check_not_parametrized(mlp(), PRUNABLE_TYPES)
+        pk.prune(model, 0.5)
+    with pytest.raises(pk.InvalidArgumentError, match="parametrization"):
+        pk.sparsity(model)  # never reports a target reached while a layer was skipped
+    assert pk.prune(mlp(), 0.5).sparsity == pytest.approx(0.5)
 
 
 def test_a_list_is_one_input_as_everywhere_else():

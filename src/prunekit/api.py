@@ -10,6 +10,7 @@ from . import engine, scores, structures
 from . import scope as scopes
 from .engine import sparsity_for_compression
 from .errors import InvalidSparsityError, PruneError
+from .inputs import check_data, check_forward, check_module, check_seed
 from .masks import Masks
 from .names import Matcher
 from .structures import PRUNABLE_TYPES, prunable
@@ -107,6 +108,8 @@ def prune(
     model's output layers whole (see :mod:`prunekit.outputs`) unless named in ``prune_outputs``
     (names, globs, types, or True for all).
     """
+    check_module(model)
+    seed = check_seed(seed)
     structure = _structure(structure, options)
     if example_inputs is not None and not structure.uses_example_inputs:
         raise PruneError(f"example_inputs= are for structure='neurons', 'channels' or 'heads', not {structure.name!r}")
@@ -122,6 +125,10 @@ def prune(
         raise InvalidSparsityError("pass sparsity= (final fraction pruned), compression= or macs_reduction=")
     if sparsity is not None:
         sparsity = scopes.check_ratio(sparsity, "sparsity")
+    if example_inputs is not None:
+        check_forward(model, example_inputs)
+    if data is not None:
+        check_data(model, data)
     ctx = structures.Context(model, Matcher(model, exclude), _outputs(model, prune_outputs), example_inputs, seed)
     return engine.run(structure, scores.registry.get(score), scope, ctx, sparsity, compression=compression,
                       macs_reduction=macs_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite)

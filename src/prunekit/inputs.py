@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, MissingDataError
 
 
 def check_module(model: Any, arg: str = "model") -> nn.Module:
@@ -151,7 +151,7 @@ def check_data(model: nn.Module, data: Any, arg: str = "data") -> None:
             raise InvalidArgumentError(f"{arg} must be (inputs, labels) or an iterable of batches, "
                                        f"got {type(data).__name__}") from None
         if batch is None:
-            raise InvalidArgumentError(f"{arg} holds no batch; pass at least one (inputs, labels) pair")
+            raise MissingDataError(f"{arg} holds no batch; pass at least one (inputs, labels) pair")
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[1], torch.Tensor)):
         raise InvalidArgumentError(f"each batch of {arg} must be an (inputs, labels) pair of tensors")
     x, y = batch

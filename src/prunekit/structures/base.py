@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import NoPrunableLayersError
+from ..inputs import check_not_parametrized, check_ties
 from ..masks import attach, mask_of
 from ..names import Matcher
 from ..registry import Registry
@@ -131,6 +132,8 @@ def prunable(model: nn.Module, exclude: Any = ()) -> list[Target]:
     parameter names, globs, types). A weight shared by several modules is counted once.
     """
     skip = exclude if isinstance(exclude, Matcher) else Matcher(model, exclude)
+    check_not_parametrized(model, PRUNABLE_TYPES)
+    check_ties(model, lambda name, module: skip(name, module, "weight"), PRUNABLE_TYPES)
     found, seen, any_prunable = [], set(), False
     for name, module in model.named_modules():
         if not isinstance(module, PRUNABLE_TYPES) or not isinstance(module.weight, nn.Parameter):
