@@ -23,6 +23,11 @@ def _traced() -> tuple[str, ...]:
     return tuple(graph_prune.STRUCTURES)
 
 
+def traced_names() -> list[str]:
+    """The structure names that trace the model (they need example inputs)."""
+    return [n for n in structure_names() if is_traced(n)]
+
+
 def structure_names() -> list[str]:
     """Every structure name ``pk.prune`` takes (N:M also takes any ``"N:M"`` spelling)."""
     return sorted(set(structures.registry.names()) | set(_traced()))
@@ -36,6 +41,14 @@ def is_traced(structure: Any) -> bool:
     if obj is None and isinstance(structure, str) and structure in structures.registry:
         obj = structures.registry.get(structure)
     return bool(getattr(obj, "needs_example_inputs", False))
+
+
+def is_elementwise(structure: Any) -> bool:
+    """Whether ``structure`` removes single weights anywhere (deployed with sparse kernels, not compaction)."""
+    if structures.parse(structure) is not None or is_traced(structure):
+        return False
+    obj = structures.registry.get(structure) if isinstance(structure, str) else structure
+    return isinstance(obj, structures.Weights)
 
 
 def check_structure(name: str) -> str:
@@ -87,5 +100,5 @@ def needs(structure: Any = "weights", score: Any = None) -> Needs:
                  fixed_sparsity=nm.sparsity if nm is not None else None)
 
 
-__all__ = ["structure_names", "score_names", "scope_names", "check_structure", "check_score", "is_traced",
+__all__ = ["structure_names", "traced_names", "score_names", "scope_names", "check_structure", "check_score", "is_traced", "is_elementwise",
            "needs", "Needs"]

@@ -57,9 +57,11 @@ def prune_inputs(options: Mapping[str, Any], data: Any = None, example_inputs: A
 
 
 def prune_to(model: nn.Module, options: Mapping[str, Any], sparsity: float, inputs: Mapping[str, Any]) -> None:
-    """``pk.prune`` with a schedule's options at ``sparsity`` (N:M, which fixes its own, gets none)."""
+    """``pk.prune`` with a schedule's options at ``sparsity``; N:M (which fixes its own) and a
+    ``macs_reduction`` target (which replaces it) get none."""
     fixed = needs(options.get("structure", "weights")).fixed_sparsity
-    prune(model, None if fixed is not None else sparsity, **{**options, **inputs})
+    own = fixed is not None or options.get("macs_reduction") is not None
+    prune(model, None if own else sparsity, **{**options, **inputs})
 
 
 class GradualPruning(Callback):
