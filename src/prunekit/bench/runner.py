@@ -189,45 +189,19 @@ def _retraining(spec: RunSpec, train: Any, val: Any, rewinds: dict[int, dict]) -
                       _rewind_state(spec, train, rewinds), r.rewind_step)
 
 
-def _traced_sparsity(model: nn.Module, options: dict, inputs: dict, compression: float) -> float:
-    """The fraction of traced units (channels, heads) whose removal reaches ``compression`` (all / nonzero
-    parameters), found by bisection on copies; the smallest that reaches it."""
-    from ..errors import InvalidSparsityError
-    from ..training.driver import compression_of, prune_to
-
-    def reached(s: float) -> float:
-        trial = copy.deepcopy(model)
-        prune_to(trial, options, s, inputs)
-        return compression_of(trial)
-
-    lo, hi = 0.0, 0.99
-    if reached(hi) < compression:
-        raise InvalidSparsityError(f"compression {compression:g} is out of reach for structure {options['structure']!r} "
-                                   f"(at most {reached(hi):.2f} removing 99% of its units); lower it")
-    for _ in range(12):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if reached(mid) >= compression else (mid, hi)
-    return hi
-
-
 def _schedule(spec: RunSpec, model: nn.Module, inputs: dict) -> Any:
     """The method's schedule at the run's target, with its ``pk.prune`` options."""
     from ..training import schedules
+    from ..training.driver import target_sparsity
 
     m, options = spec.method, spec.method.prune_options(spec.base.seed)
-    target: dict[str, Any] = {"compression": spec.compression}
+    g = m.gradual or GradualSettings()
     if m.target == "macs_reduction":
-        options["macs_reduction"], target = spec.compression, {"sparsity": 0.0}
-    elif m.nominal_compression is not None:
-        target = {"sparsity": choices.needs(m.structure).fixed_sparsity}
-    elif choices.is_traced(m.structure):
-        target = {"sparsity": _traced_sparsity(model, options, inputs, spec.compression)}
-    if m.schedule == "gradual":
-        g = m.gradual or GradualSettings()
-        return schedules.Gradual(**target, options=options, start=g.start, every=g.every, n=g.n, initial=g.initial)
-    if m.schedule == "iterative":
-        return schedules.Iterative(**target, options=options, rounds=m.rounds)
-    return schedules.Oneshot(**target, options=options)
+        target: dict[str, Any] = {"macs_reduction": spec.compression}
+    else:
+        target = {"sparsity": target_sparsity(model, options, inputs, spec.compression)}
+    return schedules.make(m.schedule, **target, rounds=m.rounds, start=g.start, every=g.every, n=g.n,
+                          initial=g.initial, **options)
 
 
 def _prune_and_finetune(spec: RunSpec, model: nn.Module, data: tuple, base_metrics: dict,

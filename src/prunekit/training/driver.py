@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..api import prune
+from ..api import METHODS, prune
 from ..api import sparsity as achieved_sparsity
 from ..choices import needs
 from ..data.base import num_batches
@@ -43,11 +43,14 @@ def prune_inputs(options: Mapping[str, Any], data: Any = None, example_inputs: A
     A data-driven score without ``data``, or a traced structure without ``example_inputs``, raises
     :class:`MissingDataError` before any training is spent.
     """
-    need = needs(options.get("structure", "weights"), options.get("score"))
+    score = options.get("score")
+    if score is None and options.get("method") in METHODS:  # a baseline name sets the score
+        score = METHODS[options["method"]][0]
+    need = needs(options.get("structure", "weights"), score)
     out: dict[str, Any] = {}
     if need.data:
         if data is None and options.get("data") is None:
-            raise MissingDataError(f"score {options.get('score')!r} needs data: pass a few training batches")
+            raise MissingDataError(f"score {score!r} needs data: pass a few training batches")
         out["data"] = options.get("data", data)
     if need.example_inputs:
         if example_inputs is None and options.get("example_inputs") is None:
@@ -62,6 +65,38 @@ def prune_to(model: nn.Module, options: Mapping[str, Any], sparsity: float, inpu
     fixed = needs(options.get("structure", "weights")).fixed_sparsity
     own = fixed is not None or options.get("macs_reduction") is not None
     prune(model, None if own else sparsity, **{**options, **inputs})
+
+
+def target_sparsity(model: nn.Module, options: Mapping[str, Any], inputs: Mapping[str, Any],
+                    compression: float) -> float:
+    """The sparsity that makes ``model`` reach ``compression`` (all / nonzero parameters) when pruned with
+    ``options``: N:M's own; for a traced structure (channels, heads) the smallest fraction of units that
+    reaches it, by bisection on copies; otherwise the fraction of prunable weights."""
+    import copy
+
+    from ..api import prunable, sparsity_for_compression
+    from ..errors import InvalidSparsityError
+
+    structure = options.get("structure", "weights")
+    need = needs(structure)
+    if need.fixed_sparsity is not None:
+        return need.fixed_sparsity
+    if not need.example_inputs:
+        return sparsity_for_compression(model, prunable(model, options.get("exclude", ())), compression)
+
+    def reached(s: float) -> float:
+        trial = copy.deepcopy(model)
+        prune_to(trial, options, s, inputs)
+        return compression_of(trial)
+
+    lo, hi = 0.0, 0.99
+    if reached(hi) < compression:
+        raise InvalidSparsityError(f"compression {compression:g} is out of reach for structure {structure!r} "
+                                   f"(at most {reached(hi):.2f} removing 99% of its units); lower it")
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if reached(mid) >= compression else (mid, hi)
+    return hi
 
 
 class GradualPruning(Callback):
@@ -234,4 +269,4 @@ def run(model: nn.Module, schedule: Any, train: Any, val: Any = None, *, epochs:
 
 
 __all__ = ["run", "prune_and_finetune", "check_gradual", "Retraining", "Result", "GradualPruning", "prune_inputs", "prune_to",
-           "compression_of"]
+           "compression_of", "target_sparsity"]

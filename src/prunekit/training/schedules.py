@@ -119,5 +119,27 @@ def gradual(sparsity: float | None = None, *, start: int, every: int, n: int, in
     return Gradual(*_target(sparsity, compression), prune_options, start, every, n, initial)
 
 
-__all__ = ["Schedule", "Oneshot", "Iterative", "Gradual", "GradualPruning", "oneshot", "iterative", "gradual",
+SCHEDULES = ("oneshot", "iterative", "gradual")
+
+
+def make(kind: str, *, sparsity: float | None = None, compression: float | None = None,
+         macs_reduction: float | None = None, rounds: int = 3, mode: str = "geometric", start: int = 0,
+         every: int = 50, n: int = 5, initial: float = 0.0, **prune_options: Any) -> Schedule:
+    """A schedule by name (one of :data:`SCHEDULES`) to one target. A ``macs_reduction`` target goes to
+    ``pk.prune`` in place of a sparsity, so it prunes one-shot only."""
+    if kind not in SCHEDULES:
+        raise PruneError(f"unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES)}")
+    if macs_reduction is not None:
+        if kind != "oneshot" or sparsity is not None or compression is not None:
+            raise PruneError("a macs_reduction target prunes one-shot, alone: use schedule oneshot, no sparsity")
+        return Oneshot(0.0, None, {**prune_options, "macs_reduction": macs_reduction})
+    if kind == "iterative":
+        return iterative(sparsity, rounds=rounds, mode=mode, compression=compression, **prune_options)
+    if kind == "gradual":
+        return gradual(sparsity, start=start, every=every, n=n, initial=initial, compression=compression,
+                       **prune_options)
+    return oneshot(sparsity, compression=compression, **prune_options)
+
+
+__all__ = ["SCHEDULES", "make", "Schedule", "Oneshot", "Iterative", "Gradual", "GradualPruning", "oneshot", "iterative", "gradual",
            "run", "compression_of"]
