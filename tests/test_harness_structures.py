@@ -143,3 +143,49 @@ def test_cli_errors_speak_flags(tmp_path, capsys):
     assert cli.main([*base, "--structure", "channels", "--score", "snip", "--sparsity", "0.5"]) == 1
     err = capsys.readouterr().err
     assert "unknown --score 'snip' for --structure 'channels'; valid scores: " in err and "l1" in err
+
+
+def test_a_structure_registered_here_reaches_prune_the_cli_and_the_harness(tmp_path, capsys):
+    @pk.structures.register("my-test-pairs")
+    class Pairs(pk.structures.Structure):
+        """Two neighbouring weights of a row as one unit (a 1×2 block)."""
+
+        def check(self, module, pname):
+            if getattr(module, pname).shape[-1] % 2:
+                raise pk.UnsupportedLayerError("my-test-pairs needs rows of even length")
+
+        def num_units(self, module, pname):
+            return getattr(module, pname).numel() // 2
+
+        def unit_scores(self, scores, module, reduce):
+            return pk.structures.reduce_units(scores.reshape(-1, 2), reduce)
+
+        def unit_mask(self, mask, module):
+            return mask.reshape(-1, 2).any(1)
+
+        def masks(self, keep, module, pname):
+            weight = getattr(module, pname)
+            return {pname: keep.repeat_interleave(2).view_as(weight).clone()}
+
+    try:
+        model = pk.models.create("mlp", input_size=8)
+        pk.prune(model, 0.5, structure="my-test-pairs")
+        w = model[1].weight.reshape(-1, 2)
+        assert ((w == 0).all(1) | (w != 0).all(1)).all() and pk.sparsity(model) == pytest.approx(0.5, abs=1e-3)
+
+        weights, out = tmp_path / "w.pt", tmp_path / "p.pt"
+        torch.save(pk.models.create("mlp", input_size=8).state_dict(), weights)
+        assert cli.main(["prune", "mlp", "--input-shape", "1,8,8", "--weights", str(weights), "-o", str(out),
+                         "--structure", "my-test-pairs", "--compression", "2"]) == 0
+        assert "my-test-pairs pruned" in capsys.readouterr().out and out.exists()
+
+        cfg = parse(config([{"name": "pairs", "structure": "my-test-pairs"}], models=["mlp"], compressions=[2.0]))
+        assert sweep(cfg, tmp_path / "bench").done == 1
+        with Store(tmp_path / "bench") as store:
+            (run,) = store.runs()
+        m = run["metrics"]
+        assert run["structure"] == "my-test-pairs" and abs(m["achieved_compression"] - 2) < 0.02
+        assert (run["deployed_as"], m["deployed_params"] < m["params"]) in {
+            ("compact", True), ("dense (compact removed nothing)", False)}
+    finally:
+        pk.structures.registry._classes.pop("my-test-pairs")
