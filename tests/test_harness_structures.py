@@ -55,7 +55,8 @@ def test_sweep_over_every_structure_deploys_each_in_its_real_form(tmp_path):
 
 @pytest.mark.parametrize("method, message", [
     ({"name": "x", "structure": "chanels"}, "unknown structure 'chanels'; allowed values: "),
-    ({"name": "x", "structure": "channels", "score": "snip"}, "unknown score for structure 'channels' 'snip'"),
+    ({"name": "x", "structure": "channels", "score": "snip"}, "unknown score 'snip' for structure 'channels'; allowed values: "),
+    ({"name": "x", "scope": {"1": 1.5}}, "per-layer ratio 1.5 for '1' is outside [0, 1)"),
     ({"name": "x", "scope": "blockwise"}, "methods.0.scope: unknown scope 'blockwise'; allowed values: global"),
     ({"name": "x", "structure": "weights", "round_to": 8}, "round_to: applies to traced structures"),
     ({"name": "x", "structure": "2:4", "schedule": "iterative"}, "fixes its sparsity; allowed values: oneshot"),

@@ -98,8 +98,10 @@ class MethodSpec(Strict):
     @classmethod
     def _score(cls, v: str, info: ValidationInfo) -> str:
         structure = info.data.get("structure", "weights")
-        return choice(v, choices.score_names(structure), f"score for structure {structure!r}"
-                      if structure != "weights" else "score")
+        if v not in choices.score_names(structure):
+            where = f" for structure {structure!r}" if structure != "weights" else ""
+            raise ValueError(f"unknown score {v!r}{where}; allowed values: {', '.join(choices.score_names(structure))}")
+        return v
 
     @field_validator("scope")
     @classmethod
