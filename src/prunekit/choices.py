@@ -17,10 +17,13 @@ NM_HINT = "N:M such as 2:4"
 
 
 def _traced() -> tuple[str, ...]:
-    """Structures the graph engine runs (traced channel groups, attention heads)."""
+    """Structure names the graph engine runs outside the structure registry (channels, heads), if any.
+
+    A registered structure says it traces with a true ``needs_example_inputs`` attribute instead.
+    """
     from .graph import prune as graph_prune
 
-    return tuple(graph_prune.STRUCTURES)
+    return tuple(getattr(graph_prune, "STRUCTURES", ()))
 
 
 def traced_names() -> list[str]:
