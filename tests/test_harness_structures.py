@@ -141,6 +141,11 @@ def test_cli_errors_speak_flags(tmp_path, capsys):
     assert "no prunable heads" in capsys.readouterr().err
     assert cli.main([*base, "--structure", "weights", "--sparsity", "0.5", "--round-to", "8"]) == 1
     assert "--round-to applies to --structure channels or heads" in capsys.readouterr().err
+    assert cli.main([*base, "--scope", "blockwise", "--sparsity", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown --scope 'blockwise'; valid scopes: " in err and all(n in err for n in pk.choices.scope_names())
+    assert cli.main([*base, "--structure", "2:4", "--sparsity", "0.3", "--exclude", "features.0"]) == 1
+    assert "--structure 2:4 fixes the sparsity at 0.5; omit --sparsity" in capsys.readouterr().err
     assert cli.main([*base, "--structure", "channels", "--score", "snip", "--sparsity", "0.5"]) == 1
     err = capsys.readouterr().err
     assert "unknown --score 'snip' for --structure 'channels'; valid scores: " in err and "l1" in err

@@ -166,6 +166,12 @@ def _choices(args: argparse.Namespace) -> tuple[str, str | None]:
             choices.check_score(score, structure)
     except UnknownNameError as err:
         raise UnknownNameError(re.sub(r"\b(structure|score)\b", r"--\1", str(err), count=2)) from None
+    if args.scope is not None and "=" not in args.scope and args.scope not in choices.scope_names():
+        raise UnknownNameError(f"unknown --scope {args.scope!r}; valid scopes: {', '.join(choices.scope_names())}, "
+                               "or per-layer ratios name=ratio,name=ratio")
+    fixed = choices.needs(structure).fixed_sparsity
+    if fixed is not None and (args.compression is not None or args.sparsity not in (None, fixed)):
+        raise PruneError(f"--structure {structure} fixes the sparsity at {fixed:g}; omit --sparsity and --compression")
     graph_only = [f for f in ("round_to", "reduce", "max_ratio", "macs_reduction") if getattr(args, f) is not None]
     if graph_only and not choices.is_traced(structure):
         raise PruneError(f"--{graph_only[0].replace('_', '-')} applies to --structure "
