@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import prunekit as pk
-from prunekit import cli
+from prunekit import choices, cli
 from prunekit.bench import ConfigError, Store, parse, report, sweep
 
 FAST = {"train": {"epochs": 1, "batch_size": 100, "lr": 0.05, "optimizer": "adam"},
@@ -67,7 +67,7 @@ def test_methods_are_checked_against_the_registries(method, message):
         parse(config([method]))
     assert message in str(err.value)
     if "structure 'chanels'" in message:  # the list is read from the registries, not written down
-        assert all(n in str(err.value) for n in pk.choices.structure_names())
+        assert all(n in str(err.value) for n in choices.structure_names())
 
 
 def test_a_score_registered_here_reaches_prune_the_cli_and_the_harness(tmp_path, capsys):
@@ -143,7 +143,7 @@ def test_cli_errors_speak_flags(tmp_path, capsys):
     assert "--round-to applies to --structure channels or heads" in capsys.readouterr().err
     assert cli.main([*base, "--scope", "blockwise", "--sparsity", "0.5"]) == 1
     err = capsys.readouterr().err
-    assert "unknown --scope 'blockwise'; valid scopes: " in err and all(n in err for n in pk.choices.scope_names())
+    assert "unknown --scope 'blockwise'; valid scopes: " in err and all(n in err for n in choices.scope_names())
     assert cli.main([*base, "--structure", "2:4", "--sparsity", "0.3", "--exclude", "features.0"]) == 1
     assert "--structure 2:4 fixes the sparsity at 0.5; omit --sparsity" in capsys.readouterr().err
     assert cli.main([*base, "--structure", "channels", "--score", "snip", "--sparsity", "0.5"]) == 1
