@@ -17,6 +17,8 @@ from .errors import (
     ExportError,
     UnsupportedOperationError,
     CompactionError,
+    InvalidArgumentError,
+    StoreError,
 )
 from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
@@ -47,5 +49,5 @@ __all__ = [
     "sparse", "training", "save", "load", "sparsify", "densify", "export_onnx",
     "from_torch_prune", "to_torch_prune", "StorageFormatError", "ExportError",
     "UnsupportedOperationError", "CompactionError",
-    "InsufficientSamplesError", "theory",
+    "InsufficientSamplesError", "InvalidArgumentError", "StoreError", "theory",
 ]

@@ -60,3 +60,11 @@ class ExportError(PruneError):
 
 class InsufficientSamplesError(PruneError):
     """Too few inputs or mask draws for a confidence bound to reach the requested probability."""
+
+
+class InvalidArgumentError(PruneError):
+    """An argument of the wrong type, shape, range or device for the model it is used with."""
+
+
+class StoreError(PruneError):
+    """A results folder or database that cannot be used: unreadable, corrupt, busy, or another config's."""

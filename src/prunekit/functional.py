@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .errors import InvalidSparsityError
+from .errors import InvalidArgumentError, InvalidSparsityError
 from .scope import count, keep_lowest_dropped
 from .structures import reduce_units
 
@@ -38,6 +38,10 @@ def _like(x: torch.Tensor, original: Any) -> Any:
 def _prune(arrays: Sequence[Any], k: float, axis: int | None) -> tuple[list[Any], list[Any]]:
     _check(k)
     tensors = [_as_torch(w) for w in arrays]
+    for i, t in enumerate(tensors):
+        if axis is not None and not -t.dim() <= axis < max(t.dim(), 1):
+            raise InvalidArgumentError(f"axis={axis} does not exist in array {i} of shape {tuple(t.shape)}; "
+                                       f"pass an axis in {-t.dim()}..{t.dim() - 1}")
     if axis is None:
         units = [t.abs().reshape(-1).double() for t in tensors]
     else:

@@ -25,6 +25,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from .errors import MaskMismatchError
 
 MASK_SUFFIX = "_mask"
+MASKS_FORMAT = "prunekit.masks/1"
 _MASKED_ATTR = "_prunekit_masked"  # set of parameter names masked on a module (survives deepcopy)
 
 
@@ -206,14 +207,26 @@ class Masks(Mapping[str, torch.Tensor]):
         return Masks.from_model(model)
 
     def save(self, path: str | Path) -> None:
-        """Write the masks to a safetensors file."""
-        from safetensors.torch import save_file
+        """Write the masks to a safetensors file (with a digest, so damage is detected on load)."""
+        from . import safefiles
 
-        save_file({k: v.contiguous().cpu() for k, v in self._masks.items()}, str(path))
+        safefiles.write(path, self._masks, {"format": MASKS_FORMAT})
 
     @classmethod
     def load(cls, path: str | Path) -> "Masks":
-        """Read masks written by :meth:`save` (plain tensors, nothing unpickled)."""
-        from safetensors.torch import load_file
+        """Read masks written by :meth:`save` (plain tensors, nothing unpickled).
 
-        return cls(load_file(str(path)))
+        A damaged file, or one that is not a masks file (weights, for instance), raises
+        :class:`MaskMismatchError` naming it.
+        """
+        from . import safefiles
+
+        tensors, meta = safefiles.read(path, MaskMismatchError, "masks file (Masks.save)")
+        if meta.get("format") != MASKS_FORMAT:
+            raise MaskMismatchError(f"{path} is not a masks file (format {meta.get('format')!r}); "
+                                    "write masks with Masks.save")
+        wrong = [k for k, v in tensors.items() if v.dtype != torch.bool]
+        if wrong:
+            raise MaskMismatchError(f"{path}: {wrong[0]!r} is {tensors[wrong[0]].dtype}, not a boolean mask; "
+                                    "is this a weights file?")
+        return cls(tensors)

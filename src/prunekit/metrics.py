@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .inputs import check_forward
+
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TCONV = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -108,6 +110,7 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
     ``example_inputs`` is a tensor or a tuple of positional inputs. The model runs in eval mode under
     ``torch.no_grad`` and is returned to its mode afterwards.
     """
+    check_forward(model, example_inputs)
     layers: dict[nn.Module, LayerSummary] = {}
     for name, module in model.named_modules():
         if isinstance(module, (nn.Linear, *_CONV, *_TCONV)) or _is_conv1d(module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -45,7 +45,7 @@ class MeasureSettings(Strict):
     """How latency is measured: median over ``repeats`` timings at each batch size, of the model in
     the ``deploy`` form (``auto``: sparse kernels for weights, compaction for neurons, where available)."""
 
-    batch_sizes: tuple[int, ...] = (1, 64)
+    batch_sizes: tuple[Annotated[int, Field(ge=1)], ...] = Field((1, 64), min_length=1)
     repeats: int = Field(20, ge=1)
     warmup: int = Field(3, ge=0)
     deploy: Literal["auto", "dense", "sparse", "compact"] = "auto"
@@ -143,6 +143,11 @@ class ExperimentConfig(Strict):
                              "given in train.epochs; remove train.steps")
         return self
 
+    def size(self) -> int:
+        """How many runs the grid holds, counted without building them."""
+        return (len(self.datasets) * len(self.models) * len(self.seeds) * len(self.methods)
+                * len(self.compressions))
+
     def _rewind_steps(self) -> tuple[int, ...]:
         return tuple(sorted({m.finetune.snapshot_step for m in self.methods} - {None}))
 
@@ -185,13 +190,41 @@ def parse(data: Any, source: str = "config") -> ExperimentConfig:
         raise ConfigError(f"{source}: {_format(err)}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                continue  # an unhashable key is refused by the base loader
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"{self.name}: key {key!r} is given twice (lines {seen[key]} and {line}); "
+                                  "YAML would silently keep the last — remove one")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML config file; every problem names its key."""
+    """Read and validate a YAML config file (UTF-8, no duplicate keys); every problem names its key."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {err.start} is 0x{err.object[err.start]:02x}); "
+                          "save it as UTF-8") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)
+    try:
+        data = loader.get_single_data()
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests too deeply to be a config") from None
+    finally:
+        loader.dispose()
     return parse(data, str(path))

@@ -7,9 +7,9 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class Strict(BaseModel):
-    """Base of every config section: frozen, and an unknown key names the allowed ones."""
+    """Base of every config section: frozen, no NaN or infinity, and an unknown key names the allowed ones."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

@@ -24,6 +24,7 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", metavar="ADDR", help="Ray cluster to join, e.g. auto or ray://host:10001")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads per run (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--yes", action="store_true", help="run a grid of more than 10,000 runs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +78,7 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
     executor = _executor(args)
     try:
         with bar(not args.no_progress) as progress:
-            outcome = sweep(config, out, resume=args.resume, executor=executor, env=env, progress=progress)
+            outcome = sweep(config, out, resume=args.resume, executor=executor, env=env, progress=progress, allow_large=args.yes)
     finally:
         executor.close()
     path = report(out)

@@ -67,6 +67,9 @@ def load(name: str, root: str | Path | None = None, *, val_fraction: float = 0.1
     fn, needs_root = _LOADERS[name]
     if needs_root and root is None:
         raise DataFileError(f"dataset {name!r} needs root= (or --data-dir) pointing at its files")
+    if needs_root and not Path(root).exists():
+        raise DataFileError(f"the data folder {root} for dataset {name!r} does not exist; pass the folder "
+                            "holding its files")
     full, test, train_transform = fn(Path(root) if root is not None else None, seed, **options)
     train, val = split(full, val_fraction, seed, train_transform)
     return train, val, test

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +68,25 @@ def _read_all(root: Path) -> dict[str, bytes]:
         if all((folder / n).is_file() for n in names):
             return {n: (folder / n).read_bytes() for n in names}
     for archive in (root / ARCHIVE, root):
-        if archive.is_file() and tarfile.is_tarfile(archive):
-            with tarfile.open(archive, "r:gz") as tar:
-                members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-                if all(n in members for n in names):
-                    return {n: tar.extractfile(members[n]).read() for n in names}
+        if archive.is_file() and (archive.name == ARCHIVE or tarfile.is_tarfile(archive)):
+            found = _read_archive(archive, names)
+            if found is not None:
+                return found
     raise DataFileError(f"cifar10: expected {FOLDER}/ holding {', '.join(names)}, or {ARCHIVE}, in {root}; "
                         "download the CIFAR-10 python version there")
+
+
+def _read_archive(archive: Path, names: tuple[str, ...]) -> dict[str, bytes] | None:
+    """The named batches from a ``.tar.gz``, or None when it lacks them; a damaged archive is an error."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            if not all(n in members for n in names):
+                return None
+            return {n: tar.extractfile(members[n]).read() for n in names}
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise DataFileError(f"{archive} is not a readable .tar.gz ({type(exc).__name__}: {exc}); it is truncated "
+                            "or not gzip — download the CIFAR-10 python version again") from None
 
 
 def load_cifar10(root: Path, augment: bool = True) -> tuple[ArrayDataset, ArrayDataset, object]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     try:
         with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a bad deflate stream, zlib.error
         raise DataFileError(f"{path} is not a readable gzip IDX file ({exc}); download it again") from None
     found = int.from_bytes(raw[0:4], "big") if len(raw) >= 4 else None
     if found != magic:
@@ -37,6 +38,9 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     ndim = 3 if magic == IMAGES_MAGIC else 1
     dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
+    if len(raw) < offset or 0 in dims:
+        raise DataFileError(f"{path}: header claims shape {dims}; an IDX file needs a full header and no "
+                            "empty dimension — download it again")
     if len(raw) != offset + int(np.prod(dims)):
         raise DataFileError(f"{path}: header says {dims} but the file holds {len(raw) - offset} bytes of data; "
                             "it is truncated or corrupt, download it again")
@@ -74,6 +78,10 @@ def load_idx_set(name: str, root: Path) -> tuple[ArrayDataset, ArrayDataset, Non
     out = []
     for prefix in ("train", "t10k"):
         images, labels = _pair(folder, prefix)
+        if out and images.shape[1:] != tuple(out[0].images.shape[2:]):
+            raise DataFileError(f"{folder}: {prefix} images are {images.shape[1]}×{images.shape[2]} but training "
+                                f"images are {out[0].images.shape[2]}×{out[0].images.shape[3]}; the files are "
+                                "from different datasets")
         out.append(ArrayDataset(torch.from_numpy(images.copy()).unsqueeze(1),
                                 torch.from_numpy(labels.astype(np.int64)), norm, classes))
     return out[0], out[1], None

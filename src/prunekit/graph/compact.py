@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from ..errors import CompactionError
+from ..inputs import check_forward
 from ..masks import mask_of, unprune
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
@@ -133,6 +134,7 @@ def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: 
     copy carries no masks. With ``check`` the copy is run on ``example_inputs`` and compared with the
     masked model, so a forward pass that hard-codes a size raises instead of returning a wrong model.
     """
+    check_forward(model, example_inputs)
     graph = trace(model, example_inputs)
     plan = make_plan(graph, pruned_roots(graph))
     small = copy.deepcopy(model)

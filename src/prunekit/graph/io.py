@@ -5,6 +5,7 @@ attention modules); ``load_compact`` replays it on a fresh model from ``factory`
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -12,43 +13,99 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..errors import PruneError
+from .. import safefiles
+from ..errors import InvalidArgumentError, PruneError, StorageFormatError
 from .compact import PLAN_ATTR, apply_plan
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+FORMAT = "prunekit-compact"
 
 
 def save_compact(model: nn.Module, path: str | Path) -> Path:
     """Write a model returned by ``pk.compact`` to the folder ``path`` (weights + manifest)."""
-    from safetensors.torch import save_file
-
     plan = getattr(model, PLAN_ATTR, None)
     if plan is None:
         raise PruneError("this model was not produced by pk.compact (no compaction plan); compact it first")
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StorageFormatError(f"{path} is a file; save_compact writes a folder, so pass a folder path")
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(path / WEIGHTS))
-    (path / MANIFEST).write_text(json.dumps({"format": "prunekit-compact", "version": 1, "plan": plan}))
+    text = json.dumps({"format": FORMAT, "version": 1, "plan": plan})
+    (path / MANIFEST).write_text(text)
+    meta = {"format": FORMAT, "manifest_sha256": hashlib.sha256(text.encode()).hexdigest()}
+    safefiles.write(path / WEIGHTS, model.state_dict(), meta)
     return path
 
 
-def load_compact(path: str | Path, factory: Callable[[], nn.Module]) -> nn.Module:
-    """Rebuild a compacted model: ``factory()`` makes the original architecture, the manifest shrinks it."""
-    from safetensors.torch import load_file
+def _bad(where: Path, what: str) -> StorageFormatError:
+    return StorageFormatError(f"{where}: {what}; save the model again with save_compact")
 
+
+def _read_manifest(path: Path) -> tuple[dict, bytes]:
+    raw = safefiles.existing_file(path, StorageFormatError, "compact-model manifest").read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except ValueError as err:
+        raise _bad(path, f"not JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise _bad(path, "not a prunekit compact manifest (no \"format\": \"prunekit-compact\")")
+    plan = manifest.get("plan")
+    if not isinstance(plan, dict) or not all(isinstance(plan.get(k), dict) for k in ("params", "attrs", "mha")):
+        raise _bad(path, "its plan must be a mapping with the mappings params, attrs and mha")
+    return plan, raw
+
+
+def _check_plan(where: Path, plan: dict, model: nn.Module) -> None:
+    """Every name in ``plan`` exists in ``model``, every kept index is in range, sorted and unique."""
+    tensors = {**dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers())}
+    modules = dict(model.named_modules())
+    for qname, dims in plan["params"].items():
+        t = tensors.get(qname)
+        if t is None or not isinstance(dims, dict):
+            raise _bad(where, f"keeps indices of {qname!r}, which factory()'s model does not have")
+        for d, idx in dims.items():
+            if not (d.isdigit() and int(d) < t.dim()):
+                raise _bad(where, f"{qname!r} has no dimension {d!r} (it is {tuple(t.shape)})")
+            size = t.shape[int(d)]
+            ok = isinstance(idx, list) and idx and all(isinstance(i, int) and 0 <= i < size for i in idx)
+            if not ok or any(a >= b for a, b in zip(idx, idx[1:])):
+                raise _bad(where, f"{qname!r} dimension {d} must keep sorted, unique indices in 0..{size - 1}")
+    for qname, value in plan["attrs"].items():
+        mname, _, attr = qname.rpartition(".")
+        if mname not in modules or not hasattr(modules[mname], attr) or not isinstance(value, int) or value < 1:
+            raise _bad(where, f"sets {qname!r} to {value!r}, but factory()'s model has no such attribute "
+                              "or the value is not a positive integer")
+    for name, spec in plan["mha"].items():
+        good = isinstance(spec, dict) and all(isinstance(spec.get(k), int) and spec[k] > 0
+                                              for k in ("num_heads", "head_dim"))
+        if not hasattr(modules.get(name), "embed_dim") or not good:
+            raise _bad(where, f"rebuilds attention {name!r}, which is not an attention module of factory()'s "
+                              "model, or gives no positive num_heads/head_dim")
+
+
+def load_compact(path: str | Path, factory: Callable[[], nn.Module]) -> nn.Module:
+    """Rebuild a compacted model: ``factory()`` makes the original architecture, the manifest shrinks it.
+
+    The manifest is checked against ``factory()``'s model and the weights against their digest and
+    the manifest's, so a damaged or foreign folder raises :class:`StorageFormatError` naming the file.
+    """
     path = Path(path)
     if not (path / MANIFEST).is_file() or not (path / WEIGHTS).is_file():
-        raise PruneError(f"{path} is not a compact-model folder (needs {MANIFEST} and {WEIGHTS})")
-    manifest = json.loads((path / MANIFEST).read_text())
-    if manifest.get("format") != "prunekit-compact":
-        raise PruneError(f"{path / MANIFEST} is not a prunekit compact manifest")
-    model = apply_plan(factory(), manifest["plan"])
+        raise StorageFormatError(f"{path} is not a compact-model folder (needs {MANIFEST} and {WEIGHTS})")
+    plan, raw = _read_manifest(path / MANIFEST)
+    tensors, meta = safefiles.read(path / WEIGHTS, StorageFormatError, "compact-model weights file")
+    if meta.get("format") != FORMAT or meta.get("manifest_sha256") != hashlib.sha256(raw).hexdigest():
+        raise _bad(path / WEIGHTS, f"it does not belong to {path / MANIFEST} (the manifest digest differs)")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise InvalidArgumentError(f"factory() must return an nn.Module, got {type(model).__name__}")
+    _check_plan(path / MANIFEST, plan, model)
+    model = apply_plan(model, plan)
     try:
-        model.load_state_dict(load_file(str(path / WEIGHTS)))
+        model.load_state_dict(tensors)
     except RuntimeError as err:
-        raise PruneError(f"the weights in {path} do not fit factory()'s architecture: {err}") from err
+        raise StorageFormatError(f"the weights in {path} do not fit factory()'s architecture: {err}") from None
     return model
 
 

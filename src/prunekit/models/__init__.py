@@ -6,6 +6,7 @@ from typing import Any, Callable
 from torch import nn
 
 from ..errors import UnknownNameError
+from ..inputs import check_number
 from .resnet import ResNet, resnet
 from .small import CNN, MLP, LeNet5, cnn, lenet5, lenet300, mlp
 from .vgg import VGG, vgg
@@ -39,9 +40,14 @@ def create(name: str, *, num_classes: int = 10, in_channels: int | None = None,
     """
     if name not in _ZOO:
         raise UnknownNameError(f"unknown model {name!r}; valid models: {', '.join(names())}")
+    check_number(num_classes, "num_classes", low=1, integer=True)
+    if in_channels is not None:
+        check_number(in_channels, "in_channels", low=1, integer=True)
     factory, channels, size = _ZOO[name]
     size = input_size if input_size is not None else size
     size = (size, size) if isinstance(size, int) else tuple(size)
+    for d in size:
+        check_number(d, "input_size", low=1, integer=True)
     return factory(num_classes=num_classes, in_channels=in_channels or channels, input_size=size, **options)
 
 

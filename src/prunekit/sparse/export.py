@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from ..inputs import check_forward
 from .inference import densify
 from .kernels import SparseLinear
 
@@ -70,7 +71,7 @@ def export_onnx(
     """
     from torch.export import Dim
 
-    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    args = check_forward(model, example_inputs)
     if any(isinstance(m, SparseLinear) for m in model.modules()):
         model = densify(model)
     dynamic = tuple({0: Dim.DYNAMIC} if dynamic_batch and a.dim() > 0 else None for a in args)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import PruneError
+from ..inputs import check_forward
 from ..masks import unprune
 from ..structures import NM
 from .kernels import SparseLinear, is_pointwise, semi_structured, semi_structured_available, sparse_layer
@@ -165,6 +166,7 @@ def sparsify(
     semi-structured tensors first. Outputs match the dense model to ``rtol=1e-4``. The copy carries masks no longer (it is for inference) and ``sparsify_plan``
     lists every decision. The original model is not changed.
     """
+    check_forward(model, example_inputs)
     if policy not in ("time", "sparse"):
         raise PruneError(f"policy must be 'time' or 'sparse' (got {policy!r})")
     fast = copy.deepcopy(model).eval()

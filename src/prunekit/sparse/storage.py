@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import safefiles
 from ..errors import MaskMismatchError, StorageFormatError
 from ..masks import attach, mask_of, masked_parameters, state_key, unprune
 
@@ -72,22 +73,67 @@ def _encode(name: str, param: torch.Tensor, mask: torch.Tensor, fp16: bool) -> t
     return out, info
 
 
-def _decode(name: str, info: dict, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    shape = torch.Size(info["shape"])
-    dtype = getattr(torch, info["dtype"])
+def _layout_error(path: Path, key: str, what: str) -> StorageFormatError:
+    return StorageFormatError(f"{path}: entry {key!r} {what}; the file is damaged — write it again with pk.save")
+
+
+def _dtype(path: Path, key: str, info: dict) -> torch.dtype:
+    dtype = getattr(torch, str(info.get("dtype")), None)
+    if not isinstance(dtype, torch.dtype):
+        raise _layout_error(path, key, f"has an unknown dtype {info.get('dtype')!r}")
+    return dtype
+
+
+def _tensor(path: Path, tensors: dict, key: str, integer: bool = False, vector: bool = True) -> torch.Tensor:
+    t = tensors.get(key)
+    if t is None:
+        raise _layout_error(path, key, "is missing")
+    if not vector:
+        return t
+    if t.dim() != 1 or (integer and (t.dtype.is_floating_point or t.dtype == torch.bool)):
+        raise _layout_error(path, key, f"must be a 1-D {'integer ' if integer else ''}tensor (is {t.dtype} "
+                                       f"{tuple(t.shape)})")
+    return t
+
+
+def _mask_bits(path: Path, name: str, shape: torch.Size, tensors: dict) -> torch.Tensor:
+    """The flat boolean mask a bitmask or CSR entry encodes, after checking every count and index."""
     numel = math.prod(shape)
-    if info["encoding"] == "bitmask":
-        bits = tensors[f"{name}{_SEP}bits"].numpy()
-        flat = torch.from_numpy(np.unpackbits(bits, count=numel).astype(bool))
-    else:
-        rows, cols = _as_rows(shape)
-        crow = tensors[f"{name}{_SEP}crow"].long()
-        col = tensors[f"{name}{_SEP}col"].long()
-        row = torch.repeat_interleave(torch.arange(rows), crow.diff())
-        flat = torch.zeros(numel, dtype=torch.bool)
-        flat[row * cols + col] = True
-    dense = torch.zeros(numel, dtype=dtype)
-    dense[flat] = tensors[f"{name}{_SEP}values"].to(dtype)
+    if f"{name}{_SEP}bits" in tensors:
+        bits = _tensor(path, tensors, f"{name}{_SEP}bits")
+        if bits.dtype != torch.uint8 or len(bits) != math.ceil(numel / 8):
+            raise _layout_error(path, f"{name}{_SEP}bits", f"must hold {math.ceil(numel / 8)} uint8 bytes "
+                                                          f"for shape {list(shape)}")
+        return torch.from_numpy(np.unpackbits(bits.numpy(), count=numel).astype(bool))
+    rows, cols = _as_rows(shape)
+    crow = _tensor(path, tensors, f"{name}{_SEP}crow", integer=True).long()
+    col = _tensor(path, tensors, f"{name}{_SEP}col", integer=True).long()
+    if len(crow) != rows + 1 or crow[0] != 0 or bool((crow.diff() < 0).any()) or crow[-1] != len(col):
+        raise _layout_error(path, f"{name}{_SEP}crow", f"is not a row pointer of {rows} rows over {len(col)} "
+                                                      "column indices")
+    if len(col) and (col.min() < 0 or col.max() >= cols):
+        raise _layout_error(path, f"{name}{_SEP}col", f"has a column index outside 0..{cols - 1}")
+    row = torch.repeat_interleave(torch.arange(rows), crow.diff())
+    flat_index = row * cols + col
+    if bool((flat_index.diff() <= 0).any()):
+        raise _layout_error(path, f"{name}{_SEP}col", "repeats or unorders the columns of a row")
+    flat = torch.zeros(numel, dtype=torch.bool)
+    flat[flat_index] = True
+    return flat
+
+
+def _decode(path: Path, name: str, info: dict, tensors: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = info.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise _layout_error(path, name, f"has an invalid shape {shape!r}")
+    shape, dtype = torch.Size(shape), _dtype(path, name, info)
+    flat = _mask_bits(path, name, shape, tensors)
+    values = _tensor(path, tensors, f"{name}{_SEP}values")
+    if len(values) != int(flat.sum()):
+        raise _layout_error(path, f"{name}{_SEP}values", f"holds {len(values)} values but the mask keeps "
+                                                        f"{int(flat.sum())}")
+    dense = torch.zeros(math.prod(shape), dtype=dtype)
+    dense[flat] = values.to(dtype)
     return dense.reshape(shape), flat.reshape(shape)
 
 
@@ -98,8 +144,6 @@ def save(model: nn.Module, path: str | Path, *, fp16: bool = False) -> dict[str,
     ``state_dict()`` is stored dense. ``fp16=True`` stores fp32/fp64 values as fp16 (half the bytes,
     values rounded to fp16); loading casts them back to the model's dtype.
     """
-    from safetensors.torch import save_file
-
     masked = {q: (module, name) for q, module, name in masked_parameters(model)}
     state = model.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -122,27 +166,41 @@ def save(model: nn.Module, path: str | Path, *, fp16: bool = False) -> dict[str,
         seen.add(ptr)
         tensors[key] = value
         layout[key] = {"encoding": "dense", "dtype": str(state[key].dtype).removeprefix("torch.")}
-    save_file(tensors, str(path), metadata={"format": FORMAT, "layout": json.dumps(layout)})
+    safefiles.write(path, tensors, {"format": FORMAT, "layout": json.dumps(layout)})
     return {q: layout[q]["encoding"] for q in masked}
 
 
-def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A file written by :func:`save` as ``(state dict without masks, masks)``, all on the CPU."""
-    from safetensors import safe_open
+def _layout(path: Path, meta: dict) -> dict[str, dict]:
+    if meta.get("format") != FORMAT:
+        raise StorageFormatError(
+            f"{path} is not a prunekit sparse file (format {meta.get('format')!r}); write it with pk.save"
+        )
+    try:
+        layout = json.loads(meta.get("layout", ""))
+    except ValueError:
+        layout = None
+    if not isinstance(layout, dict) or not all(isinstance(v, dict) for v in layout.values()):
+        raise StorageFormatError(f"{path}: its layout is not a JSON mapping of entries; write it again with pk.save")
+    return layout
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise StorageFormatError(
-                f"{path} is not a prunekit sparse file (format {meta.get('format')!r}); write it with pk.save"
-            )
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
+
+def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A file written by :func:`save` as ``(state dict without masks, masks)``, all on the CPU.
+
+    Every field the file claims (encodings, dtypes, shapes, counts, index ranges) is checked before
+    a tensor is built; a damaged or foreign file raises :class:`StorageFormatError` naming it.
+    """
+    tensors, meta = safefiles.read(path, StorageFormatError, "prunekit sparse file (pk.save)")
+    path = Path(path)
     state, masks = {}, {}
-    for key, info in json.loads(meta["layout"]).items():
-        if info["encoding"] == "dense":
-            state[key] = tensors[key].to(getattr(torch, info["dtype"]))
+    for key, info in _layout(path, meta).items():
+        encoding = info.get("encoding")
+        if encoding == "dense":
+            state[key] = _tensor(path, tensors, key, vector=False).to(_dtype(path, key, info))
+        elif encoding in ("bitmask", "csr"):
+            state[key], masks[key] = _decode(path, key, info, tensors)
         else:
-            state[key], masks[key] = _decode(key, info, tensors)
+            raise _layout_error(path, key, f"has an unknown encoding {encoding!r}")
     return state, masks
 
 
@@ -166,6 +224,14 @@ def load(path: str | Path, model: nn.Module, *, strict: bool = True) -> nn.Modul
             f"{path} does not fit {type(model).__name__}: {k} is {tuple(state[k].shape)} in the file "
             f"but {tuple(current[k].shape)} in the model; load it into the architecture it was saved from"
         )
+    if strict:
+        expected = set(current) - {state_key(q) for q in masks} - {state_key(q) for q, *_ in masked_parameters(model)}
+        stray, absent = sorted(set(state) - expected), sorted(expected - set(state))
+        if stray or absent:
+            raise StorageFormatError(
+                f"{path} does not fit {type(model).__name__}: keys only in the file {stray[:5]}, only in the "
+                f"model {absent[:5]}; load it into the architecture it was saved from (or pass strict=False)"
+            )
     unprune(model)
     for q, mask in masks.items():
         mname, _, pname = q.rpartition(".")

@@ -15,6 +15,7 @@ from torch import nn
 from .. import scores
 from ..api import prune
 from ..errors import PruneError
+from ..inputs import check_module, check_number, check_seed
 from ..masks import Masks
 from .networks import draw_inputs
 from ..threads import one_thread
@@ -78,6 +79,11 @@ class Evaluator:
         batch_size: int = 1024,
         **prune_options: Any,
     ):
+        check_module(model)
+        check_seed(seed)
+        check_number(n_inputs, "n_inputs", low=1, integer=True)
+        check_number(batch_size, "batch_size", low=1, integer=True)
+        check_number(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)
         self.stochastic = is_stochastic(score)
         if trials is None:
             trials = 32 if self.stochastic else 1

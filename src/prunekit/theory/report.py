@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import PruneError
+from ..inputs import check_number
 from .stats import clopper_pearson, mean_interval
 
 NORMS = ("l2", "linf")
@@ -70,6 +71,7 @@ class GapReport:
 
     def quantile(self, q: float, norm: str = "l2", relative: bool = False) -> float:
         """The ``q``-quantile of the gap over all (trial, input) samples."""
+        check_number(q, "q", low=0, high=1)
         return float(torch.quantile(self.values(norm, relative).double().reshape(-1), q))
 
     def sup(self, norm: str = "l2", relative: bool = False) -> float:
@@ -80,6 +82,9 @@ class GapReport:
         self, eps: float, norm: str = "l2", relative: bool = False, confidence: float | None = None
     ) -> tuple[float, float, float]:
         """``(p̂, low, high)``: P(gap ≤ ε) with its Clopper–Pearson interval (events as in the class doc)."""
+        check_number(eps, "eps", low=0, low_open=True)
+        if confidence is not None:
+            check_number(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)
         values = self.values(norm, relative)
         ok = values.amax(1) <= eps if self.over == "masks" else (values <= eps).reshape(-1)
         return clopper_pearson(int(ok.sum()), ok.numel(), confidence or self.confidence)

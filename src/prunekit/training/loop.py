@@ -17,6 +17,7 @@ from torch import nn
 
 from ..data.base import batches, num_batches
 from ..errors import PruneError
+from ..inputs import check_training
 from .callbacks import Callback, Checkpoint, History, TrainState, load_model_state, read_checkpoint, restore_checkpoint
 from .evaluate import device_of, evaluate
 
@@ -84,6 +85,7 @@ def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None =
     place the run inside a longer schedule (rewinding). With ``checkpoint_dir`` a checkpoint is
     written after every epoch, and ``resume=True`` continues from it exactly.
     """
+    check_training(lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, seed=seed)
     if (epochs is None) == (steps is None):
         raise PruneError("pass exactly one of epochs= or steps=")
     if (epochs if steps is None else steps) < 0:
