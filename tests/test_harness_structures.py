@@ -195,3 +195,20 @@ def test_a_structure_registered_here_reaches_prune_the_cli_and_the_harness(tmp_p
             ("compact", True), ("dense (compact removed nothing)", False)}
     finally:
         pk.structures.registry._classes.pop("my-test-pairs")
+
+
+def test_a_store_of_the_previous_layout_gains_the_structure_and_deployed_as_columns(tmp_path):
+    import sqlite3
+
+    from prunekit.bench.store import DB_NAME, SCHEMA
+
+    old = SCHEMA.replace(", structure TEXT, deployed_as TEXT", "")
+    assert old != SCHEMA
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.executescript(old)
+    conn.close()
+    cfg = parse(config([{"name": "w"}], models=["mlp"]))
+    with Store(tmp_path) as store:
+        store.add(cfg.runs())
+        (run,) = store.runs()
+    assert run["structure"] == "weights" and run["deployed_as"] is None
