@@ -67,7 +67,8 @@ def chain(name, seed, splits, c, out, prefix="", dense_cache=None) -> None:
             every = pk.data.num_batches(train, SGD["batch_size"]) // 2
             sched = pk.schedules.gradual(compression=ratio, start=0, every=every, n=c["ft_epochs"],
                                          initial=pk.sparsity(model), method="global-magnitude")
-            pk.schedules.run(model, sched, train, val, epochs=c["ft_epochs"], lr=c["ft_lr"], seed=seed + ratio, **SGD)
+            pk.schedules.run(model, sched, train, val, epochs=c["ft_epochs"], pretrained=True, lr=c["ft_lr"],
+                             seed=seed + ratio, **SGD)
         else:
             pk.prune(model, compression=ratio, method="global-magnitude")
             pk.train(model, train, val, epochs=c["ft_epochs"], lr=c["ft_lr"], seed=seed + ratio, **SGD)

@@ -87,3 +87,19 @@ def test_pretrained_resnets_load_strictly(depth):
     with torch.no_grad():
         out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_vit_tiny_heads_prune_and_compact_on_digits_and_mnist_sizes(size):
+    """The zoo's transformer traces: pruning half of its heads and compacting keeps the outputs."""
+    torch.manual_seed(0)
+    model = pk.models.create("vit-tiny", input_size=size).eval()
+    x = torch.randn(4, 1, size, size)
+    assert model(x).shape == (4, 10)
+    pk.prune(model, 0.5, structure="heads", example_inputs=x)
+    small = pk.compact(model, x)
+    assert [b.attn.num_heads for b in small.blocks] == [2, 2]
+    assert _count(small) < _count(model)
+    torch.testing.assert_close(small(x), model(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(pk.PruneError, match="patch"):
+        pk.models.create("vit-tiny", input_size=9, patch=2)

@@ -106,3 +106,40 @@ def test_gradual_prunes_inside_training():
         pk.schedules.run(model, sched, train, val, epochs=2, **OPTS)  # 2 epochs = 8 steps
     recs = pk.schedules.run(model, sched, train, val, epochs=3, **OPTS)
     assert recs[-1]["sparsity"] == pytest.approx(0.75, abs=0.01)
+
+
+def test_gradual_never_restores_a_checkpoint_from_before_its_last_pruning():
+    """restore_best picks among epochs that end after the last pruning step, never a denser model."""
+    from prunekit.training.driver import Retraining, prune_and_finetune
+
+    model, train, val = _setup()
+    pk.train(model, train, val, epochs=3, **OPTS)
+    per_epoch = pk.data.num_batches(train, OPTS["batch_size"])
+    sched = pk.schedules.gradual(0.97, start=3 * per_epoch - 1, every=1, n=1)  # prunes in the last epoch only
+    retraining = Retraining(options={"epochs": 3, "restore_best": True, **OPTS})
+    pruned_at = []
+    result = prune_and_finetune(model, sched, train, val, retraining=retraining,
+                                on_pruned=lambda r, last, m: pruned_at.append((r, last)))
+    n = sum(t.param.numel() for t in pk.prunable(model))
+    assert pruned_at == [(1, False), (2, True)] and result.history.since == 2
+    assert result.history.best_epoch == 3 and pk.sparsity(model) == pytest.approx(round(0.97 * n) / n)
+    assert [r["round"] for r in result.rounds] == [1] and len(result.epochs) == 3
+
+
+def test_one_driver_for_every_schedule_needs_inputs_up_front():
+    """Traced structures get example inputs and data-driven scores get data, or fail before training."""
+    from prunekit.training.driver import Retraining, prune_and_finetune
+
+    model, train, val = _setup()
+    sched = pk.schedules.oneshot(0.5, structure="neurons", score="gradient", exclude=["3"])
+    with pytest.raises(pk.MissingDataError, match="needs data"):
+        prune_and_finetune(model, sched, train, val)
+    x, y = next(iter(pk.data.batches(train, 32)))
+    model, train, val = _setup()
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 16, 10))
+    sched = pk.schedules.iterative(0.5, rounds=2, structure="channels", score="l1")
+    with pytest.raises(pk.MissingDataError, match="example inputs"):
+        prune_and_finetune(cnn, sched, train, val)
+    result = prune_and_finetune(cnn, sched, train, val, example_inputs=x, retraining=Retraining(options={"epochs": 1, **OPTS}))
+    assert [r["round"] for r in result.rounds] == [1, 2] and int((cnn[0].weight.flatten(1).abs().sum(1) == 0).sum()) == 4

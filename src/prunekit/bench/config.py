@@ -160,10 +160,14 @@ class ExperimentConfig(Strict):
         ]
 
     def runs(self) -> list[RunSpec]:
-        """Every run of the grid, grouped by base model so one base serves consecutive runs."""
+        """Every run of the grid, grouped by base model so one base serves consecutive runs.
+
+        A method whose structure fixes its sparsity (N:M) runs once per base, at its nominal compression.
+        """
         return [
             RunSpec(base=b, method=m, compression=c, finetune=self.finetune, measure=self.measure)
-            for b in self.bases() for m in self.methods for c in self.compressions
+            for b in self.bases() for m in self.methods
+            for c in ([m.nominal_compression] if m.nominal_compression is not None else self.compressions)
         ]
 
 

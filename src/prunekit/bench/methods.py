@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .. import scope, scores, structures
+from .. import choices
 from ..api import METHODS
+from ..errors import UnknownNameError
 from ..training.rewind import VARIANTS
 from .strict import Strict, choice
 
@@ -57,36 +58,61 @@ class RetrainSettings(Strict):
 class MethodSpec(Strict):
     """A pruning method: structure × score × scope × schedule × retraining; ``name`` labels it in reports.
 
-    ``iterative`` prunes in ``rounds`` geometric steps (the lottery-ticket convention), each followed
-    by the retraining; ``oneshot`` prunes once and retrains once; ``gradual`` prunes during a first
-    fine-tuning phase of ``gradual.start + gradual.n · gradual.every`` steps (Zhu & Gupta), then
-    fine-tunes as usual.
+    Every name is read from the registries when the config is validated (``pk.structures``, plus any
+    ``"N:M"``; ``pk.scores`` for that structure; ``pk.scope`` or a per-layer mapping of ratios), so a
+    score or structure registered in user code is usable here. ``iterative`` prunes in ``rounds``
+    geometric steps (the lottery-ticket convention), each followed by the retraining; ``oneshot``
+    prunes once and retrains once; ``gradual`` prunes inside the one fine-tuning run at steps
+    ``gradual.start + k · gradual.every`` (Zhu & Gupta), the rest of that run recovering (see
+    :mod:`prunekit.training.driver`). N:M fixes its own sparsity: it runs once per base model, one-shot,
+    at its nominal compression M/N. ``exclude``, ``round_to``, ``reduce`` and ``max_ratio`` go to
+    ``pk.prune`` (the last three for traced structures: channels, heads); ``target: macs_reduction``
+    reads the grid's ratios as MAC reductions instead of compressions (traced structures, one-shot).
     """
 
     name: str
-    score: str = "magnitude"
-    scope: str = "global"
     structure: str = "weights"
+    score: str = "magnitude"
+    scope: str | dict[str, float] = "global"
     schedule: Literal["oneshot", "iterative", "gradual"] = "oneshot"
     rounds: int = Field(3, ge=1)
     gradual: GradualSettings | None = None
     finetune: RetrainSettings = RetrainSettings()
     score_batches: int = Field(1, ge=1)
-
-    @field_validator("score")
-    @classmethod
-    def _score(cls, v: str) -> str:
-        return choice(v, scores.registry.names(), "score")
-
-    @field_validator("scope")
-    @classmethod
-    def _scope(cls, v: str) -> str:
-        return choice(v, scope.registry.names(), "scope")
+    exclude: tuple[str, ...] = ()
+    round_to: int | None = Field(None, ge=1)
+    reduce: Literal["sum", "mean", "max"] | None = None
+    max_ratio: float | None = Field(None, gt=0, le=1)
+    target: Literal["compression", "macs_reduction"] = "compression"
 
     @field_validator("structure")
     @classmethod
     def _structure(cls, v: str) -> str:
-        return choice(v, structures.registry.names(), "structure")
+        try:
+            return choices.check_structure(v)
+        except UnknownNameError:
+            raise ValueError(f"unknown structure {v!r}; allowed values: {', '.join(choices.structure_names())}, "
+                             f"or {choices.NM_HINT}") from None
+
+    @field_validator("score")
+    @classmethod
+    def _score(cls, v: str, info: ValidationInfo) -> str:
+        structure = info.data.get("structure", "weights")
+        if v not in choices.score_names(structure):
+            where = f" for structure {structure!r}" if structure != "weights" else ""
+            raise ValueError(f"unknown score {v!r}{where}; allowed values: {', '.join(choices.score_names(structure))}")
+        return v
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(v, dict):
+            bad = {k: r for k, r in v.items() if not 0 <= r < 1}
+            if bad:
+                raise ValueError(f"per-layer ratio {next(iter(bad.values()))} for {next(iter(bad))!r} is outside "
+                                 "[0, 1); allowed values: fractions of each layer pruned")
+            return v
+        return choice(v, choices.scope_names(), "scope")
 
     @model_validator(mode="before")
     @classmethod
@@ -110,4 +136,29 @@ class MethodSpec(Strict):
         if self.schedule == "gradual" and self.finetune.replays:
             raise ValueError(f"finetune.variant: {self.finetune.variant!r} cannot follow a gradual schedule, "
                              "which prunes while fine-tuning; allowed values: continue")
+        traced = choices.is_traced(self.structure)
+        given = [k for k in ("round_to", "reduce", "max_ratio") if getattr(self, k) is not None]
+        if given and not traced:
+            raise ValueError(f"{given[0]}: applies to traced structures ({', '.join(choices.traced_names())}); "
+                             f"structure is {self.structure!r}")
+        if self.target == "macs_reduction" and not (traced and self.schedule == "oneshot"):
+            raise ValueError("target: macs_reduction needs a traced structure "
+                             f"({', '.join(choices.traced_names())}) and schedule: oneshot")
+        if self.nominal_compression is not None and self.schedule != "oneshot":
+            raise ValueError(f"schedule: structure {self.structure!r} fixes its sparsity; allowed values: oneshot")
         return self
+
+    @property
+    def nominal_compression(self) -> float | None:
+        """M/N for an N:M structure, which fixes its own sparsity; None for every other structure."""
+        fixed = choices.needs(self.structure).fixed_sparsity
+        return None if fixed is None else 1 / (1 - fixed)
+
+    def prune_options(self, seed: int) -> dict[str, Any]:
+        """The ``pk.prune`` keywords of this method (besides the target and the data)."""
+        options = {"structure": self.structure, "score": self.score, "scope": self.scope, "seed": seed}
+        if self.exclude:
+            options["exclude"] = list(self.exclude)
+        options.update({k: getattr(self, k) for k in ("round_to", "reduce", "max_ratio")
+                        if getattr(self, k) is not None})
+        return options

@@ -41,14 +41,15 @@ def groups(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[f
 def write_csv(runs: list[dict[str, Any]], path: Path) -> None:
     """One row per run: identity, grid coordinates, status and every metric."""
     keys = sorted({k for r in runs for k in r["metrics"]})
-    head = ["run_id", "dataset", "model", "method", "compression", "seed", "status"]
+    head = ["run_id", "dataset", "model", "method", "structure", "deployed_as", "compression", "seed", "status"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(head + keys)
         for r in runs:
             m = r["metrics"]
-            w.writerow([r["id"], r["dataset"], r["model"], r["method"], r["compression"], r["seed"],
-                        r["status"]] + [m.get(k, "") for k in keys])
+            w.writerow([r["id"], r["dataset"], r["model"], r["method"], r.get("structure") or "",
+                        r.get("deployed_as") or "", r["compression"], r["seed"], r["status"]]
+                       + [m.get(k, "") for k in keys])
 
 
 def plot(grouped: dict, x_key: str, x_label: str, path: Path, dense: dict) -> None:
@@ -135,6 +136,24 @@ def report(directory: str | Path) -> Path:
     return directory / "report.md"
 
 
+def deploy_table(runs: list) -> list[str]:
+    """Markdown rows: per method, its structure, what it was really deployed as, and what that gained."""
+    lines = ["| method | structure | deployed as | params deployed / dense | file / dense file | measured speedup |",
+             "|---|---|---|---|---|---|"]
+    by_method: dict[str, list] = defaultdict(list)
+    for r in runs:
+        by_method[r["method"]].append(r)
+    for method, rs in sorted(by_method.items()):
+        forms = Counter(r.get("deployed_as") or r["metrics"].get("deploy_form", "?") for r in rs)
+        ms = [r["metrics"] for r in rs]
+        params = statistics.median(m.get("deployed_params", m["params"]) / m["params"] for m in ms)
+        size = statistics.median(m["file_bytes"] / m["dense_file_bytes"] for m in ms)
+        speed = statistics.median(m["measured_speedup"] for m in ms)
+        lines.append(f"| {method} | {rs[0].get('structure') or '?'} | {', '.join(f'{f} ×{n}' for f, n in forms.items())} "
+                     f"| {params:.2f} | {size:.2f} | {speed:.2f}× |")
+    return lines
+
+
 def _forms(finished: list) -> str:
     counts = Counter(r["metrics"].get("deploy_form", "?") for r in finished)
     return ", ".join(f"{form} ×{n}" for form, n in counts.most_common())
@@ -165,6 +184,7 @@ def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: 
         if d:
             lines += [f"Dense test top-1: {100 * d[0]:.2f} ± {100 * d[1]:.2f} % over {d[2]} seeds.", ""]
         lines += best_table(pair, grouped[pair]) + [""]
+        lines += deploy_table([r for r in finished if (r["dataset"], r["model"]) == pair]) + [""]
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{r['id']}` {r['model']} {r['method']} ×{r['compression']:g} seed {r['seed']}: {r['error']}" for r in failed] + [""]
     lines += ["Every run with every metric: [runs.csv](runs.csv)."]

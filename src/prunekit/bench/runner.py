@@ -18,7 +18,9 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from ..training.callbacks import Callback, History
+from .. import choices
+from ..training.callbacks import Callback
+from ..training.driver import Retraining
 from ..errors import PruneError
 from .config import BaseSpec, RunSpec, TrainSettings
 from .deploy import deploy, file_bytes, latencies
@@ -128,10 +130,18 @@ def _score_data(spec: RunSpec, train: Any) -> list[tuple[torch.Tensor, torch.Ten
     return [b for b, _ in zip(it, range(spec.method.score_batches))]
 
 
+def _example_inputs(train: Any, n: int = 8) -> torch.Tensor:
+    """A few training images: what a traced structure (channels, heads) traces the model on."""
+    return torch.stack([train[i][0] for i in range(min(n, len(train)))])
+
+
 def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any) -> dict[str, Any]:
-    """Deployed form per batch size, latency side by side with the dense model, speedups, file sizes."""
-    size, fmt = file_bytes(model)
-    out: dict[str, Any] = {"file_bytes": size, "file_format": fmt, "dense_file_bytes": file_bytes(dense)[0]}
+    """The deployed form per batch size, latency side by side with the dense model, speedups, file sizes.
+
+    ``deployed_as`` says what the model was really deployed as (see :mod:`prunekit.bench.deploy`);
+    the file is the compacted model when compaction shrank it, else ``pk.save`` of the masked model.
+    """
+    out: dict[str, Any] = {"dense_file_bytes": file_bytes(dense)[0]}
     images = torch.cat([test[i][0][None] for i in range(min(len(test), max(spec.measure.batch_sizes)))])
     for b in spec.measure.batch_sizes:
         x = images.repeat((b + len(images) - 1) // len(images), *[1] * (images.dim() - 1))[:b]
@@ -141,7 +151,11 @@ def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any) -> di
         out.update({f"dense_latency_b{b}_s": d, f"latency_b{b}_s": p, f"measured_speedup_b{b}": d / p,
                     f"dense_latency_b{b}_min_s": d_min, f"latency_b{b}_min_s": p_min, f"deploy_form_b{b}": form})
     largest = max(spec.measure.batch_sizes)
-    out.update(measured_speedup=out[f"measured_speedup_b{largest}"], deploy_form=out[f"deploy_form_b{largest}"])
+    form = out[f"deploy_form_b{largest}"]
+    out.update(measured_speedup=out[f"measured_speedup_b{largest}"], deploy_form=form, deployed_as=form,
+               deployed_params=sum(p.numel() for p in deployed.parameters()))
+    size, fmt = file_bytes(deployed if form == "compact" else model)
+    out.update(file_bytes=size, file_format=fmt)
     return out
 
 
@@ -151,17 +165,6 @@ def unpack_base(state: bytes) -> tuple[dict[str, torch.Tensor], dict[int, dict[s
     if set(obj) == {"state_dict", "rewind"}:
         return obj["state_dict"], obj["rewind"]
     return obj, {}
-
-
-def _sparsities(spec: RunSpec, model: nn.Module) -> list[float]:
-    """The sparsity after each pruning round: one for ``oneshot``, ``rounds`` geometric for ``iterative``."""
-    from ..api import prunable, sparsity_for_compression
-    from ..training.schedules import Iterative
-
-    final = sparsity_for_compression(model, prunable(model), spec.compression)
-    if spec.method.schedule == "oneshot":
-        return [final]
-    return Iterative(sparsity=final, rounds=spec.method.rounds).sparsities()
 
 
 def _rewind_state(spec: RunSpec, train: Any, rewinds: dict[int, dict]) -> dict[str, torch.Tensor] | None:
@@ -179,58 +182,50 @@ def _rewind_state(spec: RunSpec, train: Any, rewinds: dict[int, dict]) -> dict[s
     return rewinds[r.rewind_step]
 
 
-def _retrain(spec: RunSpec, model: nn.Module, data: tuple, rewinds: dict[int, dict], rnd: int) -> list[dict]:
-    """Retrain after pruning round ``rnd``: fine-tune (``continue``) or replay the base training."""
-    from .. import finetune
-
-    (train, val, _), r, seed = data, spec.method.finetune, spec.base.seed
-    if not r.replays:
-        return _train(model, train, val, spec.finetune, seed)
-    options = _options(spec.base.train)
-    history = finetune(model, r.variant, train, val, rewind_state=_rewind_state(spec, train, rewinds),
-                       rewind_step=r.rewind_step, seed=seed + rnd, restore_best=val is not None, progress=False,
-                       **options)
-    return history.records
+def _retraining(spec: RunSpec, train: Any, val: Any, rewinds: dict[int, dict]) -> Retraining:
+    """The method's retraining: fine-tune (``continue``) with the run's settings, or replay the base training."""
+    r, common = spec.method.finetune, {"restore_best": val is not None, "progress": False}
+    return Retraining(r.variant, {**_options(spec.finetune), **common}, {**_options(spec.base.train), **common},
+                      _rewind_state(spec, train, rewinds), r.rewind_step)
 
 
-def _prune_gradually(spec: RunSpec, model: nn.Module, train: Any, val: Any, score_data: Any) -> list[dict]:
-    """Fine-tune while pruning on Zhu & Gupta's cubic schedule until the last pruning step."""
-    from .. import train as fit
-    from ..training.schedules import Gradual
+def _schedule(spec: RunSpec, model: nn.Module, inputs: dict) -> Any:
+    """The method's schedule at the run's target, with its ``pk.prune`` options."""
+    from ..training import schedules
+    from ..training.driver import target_sparsity
 
-    m, g = spec.method, spec.method.gradual or GradualSettings()
-    schedule = Gradual(compression=spec.compression, options=dict(structure=m.structure, score=m.score,
-                                                                  scope=m.scope, seed=spec.base.seed),
-                       start=g.start, every=g.every, n=g.n, initial=g.initial)
-    phase = spec.finetune.model_copy(update={"steps": schedule.steps[-1]})
-    return fit(model, train, val, seed=spec.base.seed, progress=False, callbacks=[schedule.callback(score_data)],
-               **_options(phase)).records
+    m, options = spec.method, spec.method.prune_options(spec.base.seed)
+    g = m.gradual or GradualSettings()
+    if m.target == "macs_reduction":
+        target: dict[str, Any] = {"macs_reduction": spec.compression}
+    else:
+        target = {"sparsity": target_sparsity(model, options, inputs, spec.compression)}
+    return schedules.make(m.schedule, **target, rounds=m.rounds, start=g.start, every=g.every, n=g.n,
+                          initial=g.initial, **options)
 
 
 def _prune_and_finetune(spec: RunSpec, model: nn.Module, data: tuple, base_metrics: dict,
                         rewinds: dict[int, dict]) -> tuple[dict, list]:
-    """Prune on the method's schedule and retrain; accuracies before and after, and the epoch log."""
-    from .. import prune
+    """Prune on the method's schedule and retrain (the one driver); accuracies before and after, epoch log."""
+    from ..training.driver import prune_and_finetune, prune_inputs
 
-    (train, val, test), m, seed = data, spec.method, spec.base.seed
-    score_data = _score_data(spec, train) if m.score == "gradient" else None
-    epochs: list[dict] = []
-    if m.schedule == "gradual":
-        epochs += _prune_gradually(spec, model, train, val, score_data)
-        rounds = 1
-    else:
-        targets = _sparsities(spec, model)
-        rounds = len(targets)
-        for i, target in enumerate(targets):
-            if i:  # retrain between the rounds of an iterative schedule
-                epochs += _retrain(spec, model, data, rewinds, i)
-            prune(model, target, structure=m.structure, score=m.score, scope=m.scope, data=score_data, seed=seed)
+    (train, val, test), m = data, spec.method
+    need = choices.needs(m.structure, m.score)
+    score_data = _score_data(spec, train) if need.data else None
+    example = _example_inputs(train) if need.example_inputs else None
+    schedule = _schedule(spec, model, prune_inputs(m.prune_options(spec.base.seed), score_data, example))
     metrics = {f"dense_{k}": v for k, v in base_metrics.items() if k.endswith(("top1", "top5", "loss"))}
-    metrics.update(_evaluate(model, "pruned_", val, test))
-    last = _retrain(spec, model, data, rewinds, rounds)
+
+    def pruned(rnd: int, last: bool, pruned_model: nn.Module) -> None:
+        if last:  # accuracy right after the last pruning, before its retraining
+            metrics.update(_evaluate(pruned_model, "pruned_", val, test))
+
+    result = prune_and_finetune(model, schedule, train, val, retraining=_retraining(spec, train, val, rewinds),
+                                data=score_data, example_inputs=example, seed=spec.base.seed, on_pruned=pruned)
     metrics.update(_evaluate(model, "finetuned_", val, test))
-    metrics["best_epoch"] = History(last).best_epoch or len(last)
-    return metrics, epochs + last
+    metrics["best_epoch"] = result.history.best_epoch or len(result.history)
+    metrics["rounds"] = len(result.rounds)
+    return metrics, result.epochs
 
 
 def run(spec: RunSpec, base_state: bytes, base_metrics: dict[str, Any], env: Env) -> dict[str, Any]:

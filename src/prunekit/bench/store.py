@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, base_id TEXT NOT NULL, dataset TEXT NOT NULL, model TEXT NOT NULL,
   method TEXT NOT NULL, compression REAL NOT NULL, seed INTEGER NOT NULL, settings TEXT NOT NULL,
   status TEXT NOT NULL DEFAULT 'pending', metrics TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-  started REAL, finished REAL);
+  started REAL, finished REAL, structure TEXT, deployed_as TEXT);
 CREATE TABLE IF NOT EXISTS epochs (
   owner TEXT NOT NULL, phase TEXT NOT NULL, epoch INTEGER NOT NULL, metrics TEXT NOT NULL,
   PRIMARY KEY (owner, phase, epoch));
@@ -122,11 +122,20 @@ class Store:
                 for stmt in SCHEMA.strip().split(";"):
                     if stmt.strip():
                         self.conn.execute(stmt)
+                self._add_columns()
             self._check_schema()
         except (sqlite3.Error, StoreError) as err:
             self.conn.close()
             raise StoreError(f"{self.path} is not a usable results database ({_reason(err)}); "
                              "restore it from a backup or choose another --out") from None
+
+    def _add_columns(self) -> None:
+        """Give a store of the previous layout the columns added since (structure, deployed_as)."""
+        new = {"structure", "deployed_as"}
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
+        if _COLUMNS["runs"] - new <= have:  # ours, older: add what is missing; anything else is left to the check
+            for column in sorted(new - have):
+                self.conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
 
     def _check_schema(self) -> None:
         """Tables of the same names made by another program (or an older layout) are not ours to write."""
@@ -176,8 +185,9 @@ class Store:
                 )
                 self.conn.execute(
                     "INSERT OR IGNORE INTO runs (id, base_id, dataset, model, method, compression, seed, "
-                    "settings) VALUES (?,?,?,?,?,?,?,?)",
-                    (r.id, b.id, b.dataset, b.model, r.method.name, r.compression, b.seed, r.model_dump_json()),
+                    "settings, structure) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (r.id, b.id, b.dataset, b.model, r.method.name, r.compression, b.seed, r.model_dump_json(),
+                     r.method.structure),
                 )
 
     def requeue_interrupted(self) -> int:
@@ -229,12 +239,13 @@ class Store:
             )
 
     def finish(self, run_id: str, metrics: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
-        """Record a finished run, its metrics and its fine-tuning log, all in one transaction."""
+        """Record a finished run, its metrics (``deployed_as`` also as a column) and its fine-tuning log,
+        all in one transaction."""
         with self._tx():
             self._epochs(run_id, "finetune", epochs)
             self.conn.execute(
-                "UPDATE runs SET status = 'done', metrics = ?, error = NULL, finished = ? WHERE id = ?",
-                (json.dumps(metrics), time.time(), run_id),
+                "UPDATE runs SET status = 'done', metrics = ?, error = NULL, finished = ?, deployed_as = ? WHERE id = ?",
+                (json.dumps(metrics), time.time(), metrics.get("deployed_as"), run_id),
             )
 
     def fail(self, run_id: str, error: str) -> None:

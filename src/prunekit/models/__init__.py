@@ -10,6 +10,7 @@ from ..inputs import check_number
 from .resnet import ResNet, resnet
 from .small import CNN, MLP, LeNet5, cnn, lenet5, lenet300, mlp
 from .vgg import VGG, vgg
+from .vit import ViT, vit_tiny
 from .weights import load_weights, read_state_dict
 
 # name -> (factory, default in_channels, default input size)
@@ -20,6 +21,7 @@ _ZOO: dict[str, tuple[Callable[..., nn.Module], int, int]] = {
     "lenet5": (lenet5, 1, 28),
     **{f"resnet{d}": (resnet(d), 3, 32) for d in (20, 32, 44, 56)},
     **{f"vgg{d}": (vgg(d), 3, 32) for d in (11, 16)},
+    "vit-tiny": (vit_tiny, 1, 28),
 }
 
 
@@ -33,7 +35,7 @@ def create(name: str, *, num_classes: int = 10, in_channels: int | None = None,
     """A freshly initialised model from the zoo.
 
     ``in_channels`` / ``input_size`` default to the model's usual data (1×28×28 for the MNIST
-    models, 1×8×8 for ``cnn``, 3×32×32 for the CIFAR ResNets and VGGs); ``options`` go to the
+    models and ``vit-tiny``, 1×8×8 for ``cnn``, 3×32×32 for the CIFAR ResNets and VGGs); ``options`` go to the
     model (for example ``hidden=(64,)`` for ``mlp``).
     """
     if name not in _ZOO:
@@ -50,4 +52,4 @@ def create(name: str, *, num_classes: int = 10, in_channels: int | None = None,
 
 
 __all__ = ["create", "names", "load_weights", "read_state_dict",
-           "MLP", "CNN", "LeNet5", "ResNet", "VGG"]
+           "MLP", "CNN", "LeNet5", "ResNet", "VGG", "ViT"]

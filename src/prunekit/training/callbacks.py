@@ -20,6 +20,7 @@ class History:
 
     def __init__(self, records: list[dict[str, float]] | None = None):
         self.records: list[dict[str, float]] = list(records or [])
+        self.since = 0  # epochs up to this one are no candidates: pruning inside training changed the model after them
 
     def __len__(self) -> int:
         return len(self.records)
@@ -36,8 +37,9 @@ class History:
 
     @property
     def best_epoch(self) -> int | None:
-        """The epoch (1-based) with the highest validation top-1 (earliest on ties); None without val."""
-        scored = [r for r in self.records if "val_top1" in r]
+        """The epoch (1-based) with the highest validation top-1 (earliest on ties) among the epochs after
+        ``since``; None without val."""
+        scored = [r for r in self.records if "val_top1" in r and r["epoch"] > self.since]
         return max(scored, key=lambda r: (r["val_top1"], -r["epoch"]))["epoch"] if scored else None
 
     def __repr__(self) -> str:

@@ -72,22 +72,27 @@ def random_masks_like(masks: Mapping[str, torch.Tensor], seed: int = 0) -> Masks
     return Masks(out)
 
 
-def finetune(model: nn.Module, variant: str, train: Any, val: Any = None, *, epochs: int,
+def finetune(model: nn.Module, variant: str, train: Any, val: Any = None, *, epochs: int | None = None,
              rewind_state: Mapping[str, torch.Tensor] | None = None, rewind_step: int = 0, seed: int = 0,
              **train_options: Any) -> History:
     """Retrain a pruned ``model`` in place after pruning, by one of :data:`VARIANTS`.
 
     ``epochs`` is the length of the fine-tuning for "continue" and of the full original training
-    run T for the others, which replay its LR schedule from step ``rewind_step`` = k to T:
+    run T for the others (required), which replay its LR schedule from step ``rewind_step`` = k to T:
     "rewind" resets the weights to ``rewind_state`` (those of step k; k = 0 is the lottery ticket),
     "lr-rewind" keeps the weights, "reinit" draws fresh random weights (seed ``seed``) and trains
     all of T, "random-mask" swaps the mask for a random one of the same per-layer sparsity and
-    rewinds the weights to step k. ``train_options`` go to :func:`prunekit.train`.
+    rewinds the weights to step k. ``train_options`` go to :func:`prunekit.train` ("continue" may
+    give its length as ``steps`` instead of ``epochs``).
     """
     if variant not in VARIANTS:
         raise PruneError(f"unknown fine-tuning {variant!r}; valid: {', '.join(VARIANTS)}")
     if variant == "continue":
-        return run_training(model, train, val, epochs=epochs, seed=seed, **train_options)
+        if epochs is not None:
+            train_options["epochs"] = epochs
+        return run_training(model, train, val, seed=seed, **train_options)
+    if epochs is None:
+        raise PruneError(f"fine-tuning {variant!r} replays the original training: pass epochs= (its length T)")
     total = epochs * num_batches(train, train_options.get("batch_size", 128))
     if not 0 <= rewind_step < total:
         raise PruneError(f"rewind_step must be in [0, {total}) steps (got {rewind_step})")

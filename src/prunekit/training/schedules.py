@@ -1,24 +1,19 @@
-"""Pruning schedules — when to prune and how much: one-shot, iterative rounds, gradual (Zhu & Gupta).
+"""Pruning schedules — which sparsity when: one-shot, iterative rounds, gradual (Zhu & Gupta).
 
-A schedule carries the ``pk.prune`` options it prunes with (structure, score, scope, method,
-exclude…), so every schedule works with every method. :func:`run` drives the prune → fine-tune loop.
+Schedule math only. A schedule carries the ``pk.prune`` options it prunes with (structure, score,
+scope, method, exclude…), so every schedule works with every method; the one prune → fine-tune
+driver (:mod:`prunekit.training.driver`, also ``pk.schedules.run``) runs it.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-import torch
 from torch import nn
 
-from ..api import prunable, prune, sparsity_for_compression
-from ..api import sparsity as achieved_sparsity
-from .callbacks import Callback, TrainState
-from ..data.base import batches, num_batches
+from ..api import prunable, sparsity_for_compression
 from ..errors import InvalidSparsityError, PruneError
-from .rewind import VARIANTS, Snapshot, finetune
-from .loop import train as run_training
+from .driver import GradualPruning, compression_of, run
 
 
 def _target(sparsity: float | None, compression: float | None) -> tuple[float | None, float | None]:
@@ -46,12 +41,6 @@ class Schedule:
     def sparsities(self, final: float | None = None) -> list[float]:
         """The sparsity reached after each round (the last equals the final sparsity)."""
         return [self.sparsity if final is None else final]
-
-    def prune(self, model: nn.Module, sparsity: float, data: Any = None) -> Any:
-        options = dict(self.options)
-        if data is not None:
-            options.setdefault("data", data)
-        return prune(model, sparsity, **options)
 
 
 class Oneshot(Schedule):
@@ -108,26 +97,9 @@ class Gradual(Schedule):
     def sparsities(self, final: float | None = None) -> list[float]:
         return [self.sparsity_at(t, final) for t in self.steps]
 
-    def callback(self, data: Any = None) -> "GradualPruning":
+    def callback(self, data: Any = None, example_inputs: Any = None) -> GradualPruning:
         """A :class:`Callback` that prunes on this schedule inside ``pk.train``."""
-        return GradualPruning(self, data)
-
-
-class GradualPruning(Callback):
-    """Prunes the training model at each of the schedule's steps (masks only ever grow)."""
-
-    def __init__(self, schedule: Gradual, data: Any = None):
-        self.schedule, self.data, self.final = schedule, data, None
-
-    def on_train_begin(self, state: TrainState) -> None:
-        self.final = self.schedule.final(state.model)
-        self.on_step_end(state)
-
-    def on_step_end(self, state: TrainState) -> None:
-        if state.step in self.schedule.steps:
-            s = self.schedule.sparsity_at(state.step, self.final)
-            if s > 0:
-                self.schedule.prune(state.model, s, self.data)
+        return GradualPruning(self, data, example_inputs)
 
 
 def oneshot(sparsity: float | None = None, *, compression: float | None = None, **prune_options: Any) -> Oneshot:
@@ -147,68 +119,27 @@ def gradual(sparsity: float | None = None, *, start: int, every: int, n: int, in
     return Gradual(*_target(sparsity, compression), prune_options, start, every, n, initial)
 
 
-def compression_of(model: nn.Module) -> float:
-    """All parameters / nonzero parameters (ShrinkBench's compression)."""
-    params = {id(p): p for p in model.parameters()}.values()
-    return sum(p.numel() for p in params) / max(1, sum(int(p.count_nonzero()) for p in params))
+SCHEDULES = ("oneshot", "iterative", "gradual")
 
 
-def run(model: nn.Module, schedule: Schedule, train: Any, val: Any = None, *, epochs: int,
-        finetune_variant: str = "continue", finetune_epochs: int | None = None, rewind_step: int = 0,
-        pretrained: bool = False, rewind_state: dict | None = None, seed: int = 0, score_batches: int = 4,
-        on_round: Callable[[dict, nn.Module], None] | None = None, **train_options: Any) -> list[dict]:
-    """Train (unless ``pretrained``), then prune on ``schedule`` and fine-tune; one record per round.
-
-    ``epochs`` is the training length T; ``finetune_variant`` is one of :data:`prunekit.training.rewind.VARIANTS`
-    ("continue" trains ``finetune_epochs``, default T, after each round; the rewinding variants replay
-    T from step ``rewind_step``). A :class:`Gradual` schedule prunes inside the training run itself.
-    Scores that need data get ``score_batches`` training batches. ``on_round(record, model)`` is
-    called after every round (for example to report test accuracy; never select on it).
-    """
-    if finetune_variant not in VARIANTS:
-        raise PruneError(f"unknown fine-tuning {finetune_variant!r}; valid: {', '.join(VARIANTS)}")
-    gen = torch.Generator().manual_seed(seed)
-    data = [b for _, b in zip(range(score_batches), batches(train, train_options.get("batch_size", 128),
-                                                            shuffle=True, generator=gen))]
-    records: list[dict] = []
-
-    def record(rnd: int, target: float, history: Any, start: float) -> None:
-        rec = {"round": rnd, "target_sparsity": target, "sparsity": achieved_sparsity(model),
-               "compression": compression_of(model), "cpu_s": time.process_time() - start}
-        rec.update({k: v for k, v in (history.last if history else {}).items() if k.startswith("val_")})
-        records.append(rec)
-        if on_round is not None:
-            on_round(rec, model)
-
-    start = time.process_time()
-    final = schedule.final(model)
-    if isinstance(schedule, Gradual):
-        if finetune_variant != "continue":
-            raise PruneError("a gradual schedule prunes while training; it takes no finetune_variant")
-        total = epochs * num_batches(train, train_options.get("batch_size", 128))
-        if schedule.steps[-1] > total:
-            raise PruneError(f"the gradual schedule prunes until step {schedule.steps[-1]} but training has only "
-                             f"{total} steps; lower start/every/n or raise epochs")
-        hist = run_training(
-            model, train, val, epochs=epochs, seed=seed, callbacks=[schedule.callback(data)] + list(train_options.pop("callbacks", [])), **train_options)
-        record(1, schedule.sparsities(final)[-1], hist, start)
-        return records
-    history = None
-    if not pretrained:
-        snap = Snapshot(rewind_step)
-        history = run_training(model, train, val, epochs=epochs, seed=seed,
-                               callbacks=[snap] + list(train_options.pop("callbacks", [])), **train_options)
-        rewind_state = rewind_state if rewind_state is not None else snap.state
-    record(0, 0.0, history, start)
-    for rnd, s in enumerate(schedule.sparsities(final), start=1):
-        start = time.process_time()
-        schedule.prune(model, s, data)
-        history = finetune(model, finetune_variant, train, val, seed=seed + rnd, rewind_state=rewind_state,
-                           rewind_step=rewind_step, epochs=finetune_epochs if finetune_variant == "continue"
-                           and finetune_epochs else epochs, **train_options)
-        record(rnd, s, history, start)
-    return records
+def make(kind: str, *, sparsity: float | None = None, compression: float | None = None,
+         macs_reduction: float | None = None, rounds: int = 3, mode: str = "geometric", start: int = 0,
+         every: int = 50, n: int = 5, initial: float = 0.0, **prune_options: Any) -> Schedule:
+    """A schedule by name (one of :data:`SCHEDULES`) to one target. A ``macs_reduction`` target goes to
+    ``pk.prune`` in place of a sparsity, so it prunes one-shot only."""
+    if kind not in SCHEDULES:
+        raise PruneError(f"unknown schedule {kind!r}; valid schedules: {', '.join(SCHEDULES)}")
+    if macs_reduction is not None:
+        if kind != "oneshot" or sparsity is not None or compression is not None:
+            raise PruneError("a macs_reduction target prunes one-shot, alone: use schedule oneshot, no sparsity")
+        return Oneshot(0.0, None, {**prune_options, "macs_reduction": macs_reduction})
+    if kind == "iterative":
+        return iterative(sparsity, rounds=rounds, mode=mode, compression=compression, **prune_options)
+    if kind == "gradual":
+        return gradual(sparsity, start=start, every=every, n=n, initial=initial, compression=compression,
+                       **prune_options)
+    return oneshot(sparsity, compression=compression, **prune_options)
 
 
-__all__ = ["Schedule", "Oneshot", "Iterative", "Gradual", "GradualPruning", "oneshot", "iterative", "gradual",
+__all__ = ["SCHEDULES", "make", "Schedule", "Oneshot", "Iterative", "Gradual", "GradualPruning", "oneshot", "iterative", "gradual",
            "run", "compression_of"]
