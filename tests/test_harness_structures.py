@@ -131,9 +131,9 @@ def test_cli_errors_speak_flags(tmp_path, capsys):
     weights = tmp_path / "cnn.pt"
     torch.save(pk.models.create("cnn").state_dict(), weights)
     base = ["prune", "cnn", "--weights", str(weights), "-o", str(tmp_path / "o.pt")]
-    assert cli.main([*base, "--structure", "channels", "--method", "global-magnitude", "--sparsity", "0.5"]) == 1
+    assert cli.main([*base, "--structure", "channels", "--sparsity", "0.5", "--max-ratio", "2"]) == 1
     err = capsys.readouterr().err
-    assert "--" in err and not re.search(r"\b(sparsity|score|scope|structure|method)=", err), err
+    assert "--max-ratio must be in (0, 1]" in err and not re.search(r"\b(sparsity|score|scope|structure|method)=", err), err
     assert cli.model.flags("structure='channels' takes sparsity= or macs_reduction=, and score=/scope=; "
                            "got round_to=3") == ("--structure channels takes --sparsity or --macs-reduction, "
                                                  "and --score/--scope; got --round-to 3")
@@ -153,7 +153,7 @@ def test_cli_errors_speak_flags(tmp_path, capsys):
 
 def test_a_structure_registered_here_reaches_prune_the_cli_and_the_harness(tmp_path, capsys):
     @pk.structures.register("my-test-pairs")
-    class Pairs(pk.structures.Structure):
+    class Pairs(pk.structures.TensorStructure):
         """Two neighbouring weights of a row as one unit (a 1×2 block)."""
 
         def check(self, module, pname):
@@ -163,7 +163,7 @@ def test_a_structure_registered_here_reaches_prune_the_cli_and_the_harness(tmp_p
         def num_units(self, module, pname):
             return getattr(module, pname).numel() // 2
 
-        def unit_scores(self, scores, module, reduce):
+        def to_units(self, scores, module, reduce):
             return pk.structures.reduce_units(scores.reshape(-1, 2), reduce)
 
         def unit_mask(self, mask, module):

@@ -43,6 +43,8 @@ def _structure(spec: Any, options: dict[str, Any]) -> structures.Structure:
         if options:
             raise PruneError(f"options {sorted(options)} only go with a structure given by name")
         return nm or spec
+    if not options:
+        return structures.registry.get(spec)
     try:
         return structures.registry.get(spec, **options)
     except TypeError:

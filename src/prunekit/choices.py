@@ -16,16 +16,6 @@ from .errors import UnknownNameError
 NM_HINT = "N:M such as 2:4"
 
 
-def _traced() -> tuple[str, ...]:
-    """Structure names the graph engine runs outside the structure registry (channels, heads), if any.
-
-    A registered structure says it traces with a true ``needs_example_inputs`` attribute instead.
-    """
-    from .graph import prune as graph_prune
-
-    return tuple(getattr(graph_prune, "STRUCTURES", ()))
-
-
 def traced_names() -> list[str]:
     """The structure names that trace the model (they need example inputs)."""
     return [n for n in structure_names() if is_traced(n)]
@@ -33,25 +23,28 @@ def traced_names() -> list[str]:
 
 def structure_names() -> list[str]:
     """Every structure name ``pk.prune`` takes (N:M also takes any ``"N:M"`` spelling)."""
-    return sorted(set(structures.registry.names()) | set(_traced()))
+    return structures.registry.names()
 
 
 def is_traced(structure: Any) -> bool:
     """Whether ``structure`` prunes coupled units found by tracing: it needs ``example_inputs``."""
-    if isinstance(structure, str) and structure in _traced():
-        return True
-    obj = structure if not isinstance(structure, str) else None
-    if obj is None and isinstance(structure, str) and structure in structures.registry:
-        obj = structures.registry.get(structure)
-    return bool(getattr(obj, "needs_example_inputs", False))
+    return bool(getattr(_structure_class(structure), "needs_example_inputs", False))
+
+
+def _structure_class(structure: Any) -> Any:
+    """The structure's class or object (N:M included), or None for a name nobody registered."""
+    nm = structures.parse(structure)
+    if nm is not None or not isinstance(structure, str):
+        return nm or structure
+    return structures.registry.lookup(structure)
 
 
 def is_elementwise(structure: Any) -> bool:
     """Whether ``structure`` removes single weights anywhere (deployed with sparse kernels, not compaction)."""
-    if structures.parse(structure) is not None or is_traced(structure):
+    obj = _structure_class(structure)
+    if structures.parse(structure) is not None or obj is None:
         return False
-    obj = structures.registry.get(structure) if isinstance(structure, str) else structure
-    return isinstance(obj, structures.Weights)
+    return (issubclass(obj, structures.Weights) if isinstance(obj, type) else isinstance(obj, structures.Weights))
 
 
 def check_structure(name: str) -> str:
@@ -62,15 +55,10 @@ def check_structure(name: str) -> str:
                            f"or {NM_HINT}")
 
 
-def _score_registry(structure: Any) -> Any:
-    """The registry whose scores rank this structure's units (one registry once group scores merge in)."""
-    group = getattr(scores, "group_registry", None)
-    return group if group is not None and is_traced(structure) else scores.registry
-
-
 def score_names(structure: Any = "weights") -> list[str]:
-    """The score names valid for ``structure``."""
-    return _score_registry(structure).names()
+    """The score names valid for ``structure``: single weights (and N:M) need a score that ranks weights."""
+    weights = is_elementwise(structure) or structures.parse(structure) is not None
+    return [n for n in scores.registry.names() if not weights or scores.registry.lookup(n).ranks_weights()]
 
 
 def check_score(name: str, structure: Any = "weights") -> str:
@@ -96,11 +84,12 @@ class Needs:
 
 
 def needs(structure: Any = "weights", score: Any = None) -> Needs:
-    """Ask the score (``needs_data``) and the structure (tracing, fixed N:M sparsity) what they need."""
-    obj = _score_registry(structure).get(score) if score is not None else None
-    nm = structures.parse(structure)
-    return Needs(data=bool(getattr(obj, "needs_data", False)), example_inputs=is_traced(structure),
-                 fixed_sparsity=nm.sparsity if nm is not None else None)
+    """Ask the score (``needs_data``, ``needs_example_inputs``) and the structure (tracing, fixed sparsity)."""
+    obj = scores.registry.get(score) if score is not None else None
+    fixed = getattr(_structure_class(structure), "sparsity", None)
+    return Needs(data=bool(getattr(obj, "needs_data", False)),
+                 example_inputs=is_traced(structure) or bool(getattr(obj, "needs_example_inputs", False)),
+                 fixed_sparsity=fixed if isinstance(fixed, float) else None)
 
 
 __all__ = ["structure_names", "traced_names", "score_names", "scope_names", "check_structure", "check_score", "is_traced", "is_elementwise",

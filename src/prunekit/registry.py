@@ -31,6 +31,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._classes)
 
+    def lookup(self, name: str) -> type | None:
+        """The class registered under ``name`` (not an instance), or None."""
+        return self._classes.get(name)
+
     def __contains__(self, name: str) -> bool:
         return name in self._classes
 

@@ -137,7 +137,8 @@ def save(model: nn.Module, path: Path) -> None:
 
 
 def flags(message: str) -> str:
-    """A ``pk.prune`` error message in the words of the command line: ``score=`` becomes ``--score``."""
+    """A ``pk.prune`` error message in the words of the command line: ``score=`` becomes ``--score``,
+    and a message that starts with an option's name starts with its flag."""
     import inspect
 
     from .. import api
@@ -149,7 +150,8 @@ def flags(message: str) -> str:
         value = m[2] if m[2] is not None else m[3]
         return f"--{m[1].replace('_', '-')}" + (f" {value}" if value else "")
 
-    return re.sub(rf"\b({names})=(?:'([^']*)'|([\w.:-]+))?", flag, message)
+    message = re.sub(rf"\b({names})=(?:'([^']*)'|([\w.:-]+))?", flag, message)
+    return re.sub(rf"^({names}) ", lambda m: f"--{m[1].replace('_', '-')} ", message)  # "max_ratio must be ..."
 
 
 def _choices(args: argparse.Namespace) -> tuple[str, str | None]:
