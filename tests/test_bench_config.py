@@ -66,6 +66,17 @@ def test_duplicate_method_names_and_stray_weights_are_refused():
         parse(minimal(weights={"lenet5": "x.pt"}))
 
 
+def test_model_train_replaces_train_for_that_model_only():
+    cfg = parse(minimal(models=["mlp", "cnn"], train={"epochs": 2}, model_train={"cnn": {"epochs": 7, "lr": 0.05}}))
+    by_model = {b.model: b.train for b in cfg.bases()}
+    assert by_model["mlp"].epochs == 2 and (by_model["cnn"].epochs, by_model["cnn"].lr) == (7, 0.05)
+    assert cfg.runs()[0].base.id == parse(minimal(train={"epochs": 2})).runs()[0].base.id  # mlp untouched
+    with pytest.raises(ConfigError, match="model_train: model 'lenet5' is not in models"):
+        parse(minimal(model_train={"lenet5": {"epochs": 1}}))
+    with pytest.raises(ConfigError, match="train.steps: 'x' replays the base training"):
+        parse(minimal(methods=[{"name": "x", "finetune": {"variant": "reinit"}}], model_train={"mlp": {"steps": 5}}))
+
+
 def test_unreadable_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
         load(tmp_path / "missing.yaml")

@@ -103,6 +103,7 @@ class ExperimentConfig(Strict):
     train: TrainSettings = TrainSettings()
     finetune: TrainSettings = TrainSettings(epochs=3, lr=0.01)
     measure: MeasureSettings = MeasureSettings()
+    model_train: dict[str, TrainSettings] = {}  # a model's own base training, in place of ``train``
     weights: dict[str, str] = {}
     data_dir: str | None = None
 
@@ -130,15 +131,16 @@ class ExperimentConfig(Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"methods: name {sorted(dup)[0]!r} is used twice; give each method its own name")
-        stray = sorted(set(self.weights) - set(self.models))
-        if stray:
-            raise ValueError(f"weights: model {stray[0]!r} is not in models; allowed keys: {', '.join(self.models)}")
+        for key in ("weights", "model_train"):
+            stray = sorted(set(getattr(self, key)) - set(self.models))
+            if stray:
+                raise ValueError(f"{key}: model {stray[0]!r} is not in models; allowed keys: {', '.join(self.models)}")
         replaying = [m for m in self.methods if m.finetune.replays]
         if replaying and self.weights:
             raise ValueError(f"methods: {replaying[0].name!r} replays the base training "
                              f"(finetune.variant {replaying[0].finetune.variant!r}), but {sorted(self.weights)[0]!r} "
                              "has pretrained weights; use finetune.variant: continue or train the base")
-        if replaying and self.train.steps is not None:
+        if replaying and any(t.steps is not None for t in (self.train, *self.model_train.values())):
             raise ValueError(f"train.steps: {replaying[0].name!r} replays the base training, which must be "
                              "given in train.epochs; remove train.steps")
         return self
@@ -154,7 +156,8 @@ class ExperimentConfig(Strict):
     def bases(self) -> list[BaseSpec]:
         """Every dense base model of the grid, in grid order."""
         return [
-            BaseSpec(dataset=d, model=m, seed=s, val_fraction=self.val_fraction, train=self.train,
+            BaseSpec(dataset=d, model=m, seed=s, val_fraction=self.val_fraction,
+                     train=self.model_train.get(m, self.train),
                      weights=self.weights.get(m), rewind_steps=self._rewind_steps())
             for d in self.datasets for m in self.models for s in self.seeds
         ]
