@@ -1,0 +1,2 @@
+class Summary: pass
+def summary(*a): pass
