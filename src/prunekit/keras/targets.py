@@ -30,6 +30,7 @@ class Target:
     bias: Any
     kind: str
     name: str
+    owner: Any = None  # the RNN layer holding a cell; else the layer itself
 
     @property
     def path(self) -> str:
@@ -70,10 +71,10 @@ def check_built(model: Any) -> None:
         )
 
 
-def _owners(model: Any) -> dict[int, str]:
-    """RNN cell id -> name of the RNN layer that holds it (users know ``lstm``, not ``lstm_cell``)."""
+def _owners(model: Any) -> dict[int, Any]:
+    """RNN cell id -> the RNN layer that holds it (users know ``lstm``, not ``lstm_cell``)."""
     keras = require_keras()
-    return {id(layer.cell): layer.name for layer in all_layers(model) if isinstance(layer, keras.layers.RNN)}
+    return {id(layer.cell): layer for layer in all_layers(model) if isinstance(layer, keras.layers.RNN)}
 
 
 def candidates(model: Any) -> list[Target]:
@@ -83,13 +84,12 @@ def candidates(model: Any) -> list[Target]:
     for layer in all_layers(model):
         for classes, kind in _kinds():
             if isinstance(layer, classes):
-                name = owners.get(id(layer), layer.name)
+                owner = owners.get(id(layer), layer)
                 if kind == "rnn":
-                    out.append(Target(layer, layer.kernel, None, kind, name))
-                    out.append(Target(layer, layer.recurrent_kernel, None, kind, name))
+                    out.append(Target(layer, layer.kernel, None, kind, owner.name, owner))
+                    out.append(Target(layer, layer.recurrent_kernel, None, kind, owner.name, owner))
                 else:
-                    kernel = layer.depthwise_kernel if kind == "depthwise" else layer.kernel
-                    out.append(Target(layer, kernel, getattr(layer, "bias", None), kind, name))
+                    out.append(Target(layer, layer.kernel, getattr(layer, "bias", None), kind, layer.name, layer))
                 break
     return out
 
@@ -97,7 +97,7 @@ def candidates(model: Any) -> list[Target]:
 def matches(spec: Any, target: Target) -> bool:
     """Whether an ``exclude``-style spec (a name pattern or a layer class) designates ``target``."""
     if isinstance(spec, type):
-        return isinstance(target.layer, spec) or type(target.layer).__name__ == spec.__name__
+        return isinstance(target.layer, spec) or isinstance(target.owner, spec)
     if isinstance(spec, str):
         return fnmatch.fnmatchcase(target.name, spec) or fnmatch.fnmatchcase(target.layer.name, spec)
     raise UnknownNameError(f"exclude/outputs entries are layer names or layer classes, got {spec!r}")
