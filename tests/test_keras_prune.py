@@ -102,7 +102,7 @@ def test_unit_pruning_keeps_every_output_class():
     m = mlp(sizes=(20, 64, 10))
     m.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     m.fit(x, y, epochs=10, batch_size=64, verbose=0)
-    pkk.prune(m, 0.5, structure="units")  # global: the output Dense is prunable but must keep its units
+    pkk.prune(m, 0.5, structure="units", scope="layer")  # half of every layer's units — but not the outputs'
     assert not (values(m.layers[-1].kernel) == 0).all(axis=0).any()
     pred = np.argmax(keras.ops.convert_to_numpy(m(x)), axis=1)
     assert set(pred.tolist()) == set(range(10))
