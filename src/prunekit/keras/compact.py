@@ -178,7 +178,8 @@ def compact(model: Any, *, atol: float = 1e-4) -> Any:
                         for v in old.weights]
             sliced = _sliced(old, as_float, [(kind, keep, None) for kind, keep, _ in todo])
             for i in masked:
-                kmasks.attach(small, new.weights[i], sliced[i] > 0.5)
+                if not (sliced[i] > 0.5).all():  # the removed units were all that this mask held
+                    kmasks.attach(small, new.weights[i], sliced[i] > 0.5)
     _verify(model, small, atol)
     return small
 

@@ -38,7 +38,7 @@ def save(model: Any, path: str | Path, *, fp16: bool = False) -> dict[str, str]:
     for i, v in enumerate(model.weights):
         key = f"{i}:{v.path}"
         value = torch.from_numpy(np.ascontiguousarray(keras.ops.convert_to_numpy(v.value)))
-        if v.path in masks:
+        if v.path in masks and not masks[v.path][1].all():  # an all-kept mask costs bits and holds nothing
             encoded, info = _encode(key, value, torch.from_numpy(masks[v.path][1]), fp16)
             tensors.update(encoded)
         else:
