@@ -22,6 +22,9 @@ def test_compact_dense_keeps_outputs_and_removes_units():
     pkk.prune(m, 0.5, structure="units", scope="layer")
     small = pkk.compact(m)
     assert [layer.units for layer in small.layers] == [32, 16, 10]
+    rebuilt = m.__class__.from_config(m.get_config())  # lists each consumer twice in its graph
+    rebuilt.set_weights(m.get_weights())
+    assert [layer.units for layer in pkk.compact(rebuilt).layers] == [32, 16, 10]
     assert small.count_params() == 20 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
     np.testing.assert_allclose(predict(small, x), predict(m, x), rtol=1e-5, atol=1e-5)
 

@@ -49,7 +49,11 @@ def _removable(model: Any, layer: Any) -> np.ndarray:
 
 
 def _consumers(layer: Any) -> list[Any]:
-    return [node.operation for node in layer._outbound_nodes]
+    """The distinct layers fed by ``layer`` (a Sequential rebuilt from config lists a consumer twice)."""
+    seen: dict[int, Any] = {}
+    for node in layer._outbound_nodes:
+        seen.setdefault(id(node.operation), node.operation)
+    return list(seen.values())
 
 
 def _constant(layer: Any, units: int) -> np.ndarray:
@@ -188,12 +192,12 @@ def _verify(model: Any, small: Any, atol: float) -> None:
     rng = np.random.default_rng(0)
     xs = [rng.standard_normal((4, *[d or 1 for d in t.shape[1:]])).astype(np.float32) for t in model.inputs]
     xs = xs[0] if len(xs) == 1 else xs
-    a = [_np(v) for v in keras_flat(model(xs, training=False))]
-    b = [_np(v) for v in keras_flat(small(xs, training=False))]
+    a = [_np(v) for v in _flat(model(xs, training=False))]
+    b = [_np(v) for v in _flat(small(xs, training=False))]
     for u, v in zip(a, b):
         if u.shape != v.shape or not np.allclose(u, v, atol=atol * (1 + np.abs(u).max()), rtol=1e-4):
             raise CompactionError("the compacted model's outputs differ from the original's; please report this model")
 
 
-def keras_flat(y: Any) -> list:
+def _flat(y: Any) -> list:
     return list(y) if isinstance(y, (list, tuple)) else list(y.values()) if isinstance(y, dict) else [y]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MaskMismatchError
 from .errors import require_keras
 
 _ATTR = "_prunekit_masks"
@@ -56,7 +57,8 @@ def attach(model: Any, variable: Any, mask: np.ndarray) -> None:
     keras = require_keras()
     mask = np.asarray(mask, dtype=bool)
     if tuple(mask.shape) != tuple(variable.shape):
-        raise ValueError(f"mask shape {mask.shape} does not fit {variable.path} {tuple(variable.shape)}")
+        raise MaskMismatchError(f"mask shape {mask.shape} does not fit {variable.path} {tuple(variable.shape)}; "
+                                "masks only apply to the architecture they were made for")
     masks = dict(get(model))
     current = variable.constraint
     if isinstance(current, MaskConstraint):
