@@ -170,3 +170,15 @@ def test_import_prunekit_does_not_import_keras():
     code = "import sys, prunekit; assert 'keras' not in sys.modules, 'keras imported'; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_compression_is_all_params_over_nonzeros():
+    m = mlp()
+    for layer in m.layers:  # nonzero biases, so only the pruned kernels hold zeros
+        layer.bias.assign(np.ones(layer.bias.shape, "float32"))
+    pkk.prune(m, compression=4)
+    total = sum(int(np.prod(v.shape)) for v in m.weights)
+    nonzero = sum(int(np.count_nonzero(values(v))) for v in m.weights)
+    assert abs(nonzero - total / 4) <= 1  # within one weight of total / compression (exact counts round)
+    with pytest.raises(InvalidSparsityError):
+        pkk.prune(mlp(), compression=0.5)
