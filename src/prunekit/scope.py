@@ -223,6 +223,14 @@ class PerLayer(Scope):
         return f"PerLayer({self.ratios!r}, default={self.default!r})"
 
 
+def keep_per_block(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """Per row (one block of M scores), keep the ``n`` highest; at equal score the lower index goes."""
+    order = rows.argsort(dim=1, stable=True)  # ascending: the first M - N of each block are dropped
+    keep = torch.ones_like(rows, dtype=torch.bool)
+    keep.scatter_(1, order[:, : rows.shape[1] - n], False)
+    return keep
+
+
 class BlockLocal(Scope):
     """Keep the N highest scores in every block of M consecutive units (N:M); the sparsity is 1 - N/M.
 
@@ -244,10 +252,7 @@ class BlockLocal(Scope):
                     f"{p.name} already has blocks with fewer than {self.n} of {self.m} weights kept; "
                     "call pk.unprune(model) first to start over"
                 )
-            order = rows.argsort(dim=1, stable=True)  # ascending: the first M - N of each block are dropped
-            keep = torch.ones_like(rows, dtype=torch.bool)
-            keep.scatter_(1, order[:, : self.m - self.n], False)
-            keeps.append(keep.view(-1))
+            keeps.append(keep_per_block(rows, self.n).view(-1))
         return keeps
 
     def __repr__(self) -> str:

@@ -2,7 +2,7 @@
 
 A schedule is math only: :meth:`plan` lists ``(step, sparsity)`` pairs, a step being the number of
 optimizer steps (batches) done since the :class:`~prunekit.keras.PruningCallback` first saw training
-begin. The iterative and gradual sparsities are those of :mod:`prunekit.schedules`, so a Keras and a
+begin. The iterative and gradual sparsities are those of :mod:`prunekit.training.schedules`, so a Keras and a
 PyTorch run of the same schedule prune to the same values. :func:`polynomial_decay` takes TF-MOT's
 ``PolynomialDecay`` arguments (power 3) and reaches ``final_sparsity`` exactly at ``end_step``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import schedules as pk_schedules
+from ..training import schedules as pk_schedules
 from ..errors import InvalidSparsityError, PruneError
 
 

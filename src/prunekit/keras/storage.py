@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..sparse.storage import _decode, _encode
+from .. import safefiles
+from ..sparse.storage import decode, encode
 from . import masks as kmasks
 from .errors import StorageFormatError, require_keras
 from .targets import check_built
@@ -39,34 +40,25 @@ def save(model: Any, path: str | Path, *, fp16: bool = False) -> dict[str, str]:
         key = f"{i}:{v.path}"
         value = torch.from_numpy(np.ascontiguousarray(keras.ops.convert_to_numpy(v.value)))
         if v.path in masks and not masks[v.path][1].all():  # an all-kept mask costs bits and holds nothing
-            encoded, info = _encode(key, value, torch.from_numpy(masks[v.path][1]), fp16)
+            encoded, info = encode(key, value, torch.from_numpy(masks[v.path][1]), fp16)
             tensors.update(encoded)
         else:
             info = {"encoding": "dense", "dtype": str(value.dtype).removeprefix("torch.")}
             tensors[key] = value.half() if fp16 and value.dtype == torch.float32 else value
         layout.append([key, info])
     config = keras.saving.serialize_keras_object(model)
-    save_file(tensors, str(path), metadata={"format": FORMAT, "layout": json.dumps(layout),
-                                            "config": json.dumps(config), "keras_version": keras.__version__})
+    safefiles.write(path, tensors, {"format": FORMAT, "layout": json.dumps(layout), "config": json.dumps(config),
+                                    "keras_version": keras.__version__})
     return {key.split(":", 1)[1]: info["encoding"] for key, info in layout if info["encoding"] != "dense"}
 
 
 def load(path: str | Path, *, custom_objects: dict | None = None) -> Any:
     """The model written by :func:`save`, masks re-attached; its config is deserialized in safe mode."""
-    from safetensors import SafetensorError, safe_open
-
     keras = require_keras()
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise StorageFormatError(f"{path} is not a prunekit Keras file (format {meta.get('format')!r}); "
-                                         "write it with prunekit.keras.save (PyTorch files load with prunekit.load)")
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (OSError, ValueError, SafetensorError) as err:
-        if isinstance(err, StorageFormatError):
-            raise
-        raise StorageFormatError(f"cannot read {path} as a safetensors file: {err}") from None
+    tensors, meta = safefiles.read(path, StorageFormatError, "prunekit Keras file (prunekit.keras.save)")
+    if meta.get("format") != FORMAT:
+        raise StorageFormatError(f"{path} is not a prunekit Keras file (format {meta.get('format')!r}); "
+                                 "write it with prunekit.keras.save (PyTorch files load with prunekit.load)")
     model = keras.saving.deserialize_keras_object(json.loads(meta["config"]), custom_objects=custom_objects,
                                                   safe_mode=True)
     layout = json.loads(meta["layout"])
@@ -77,7 +69,7 @@ def load(path: str | Path, *, custom_objects: dict | None = None) -> Any:
         if info["encoding"] == "dense":
             value, mask = tensors[key].to(getattr(torch, info["dtype"])), None
         else:
-            value, mask = _decode(key, info, tensors)
+            value, mask = decode(Path(path), key, info, tensors)
         if tuple(value.shape) != tuple(v.shape):
             raise StorageFormatError(f"{path}: {key} is {tuple(value.shape)} in the file but {tuple(v.shape)} in the model")
         v.assign(value.numpy())

@@ -3,7 +3,7 @@
 Keras kernels keep units on the last axis (``Dense`` ``(in, out)``, ``Conv2D`` ``(kh, kw, in, out)``;
 ``DepthwiseConv2D`` ``(kh, kw, in, multiplier)`` has a unit per input channel × multiplier) and the
 input (reduction) axis just before it. N:M blocks run along that input axis, the layout sparse tensor
-cores expect; the block-local selection is prunekit's own :class:`prunekit.structures_nm.NM`, fed the
+cores expect; the block-local selection is prunekit's own :class:`prunekit.structures.NM`, fed the
 kernel in PyTorch's ``(out, in, *k)`` layout.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from ..errors import UnsupportedLayerError
-from ..structures_nm import NM, parse
+from ..scope import keep_per_block
+from ..structures import NM, parse
 from .targets import Target
 
 STRUCTURES = ("weights", "units")  # plus "N:M" strings such as "2:4"
@@ -68,5 +69,6 @@ def kernel_units_pruned(mask: np.ndarray, target: Target) -> np.ndarray:
 def nm_keep(scores: np.ndarray, nm: NM) -> np.ndarray:
     """Keep the N highest of every M consecutive input weights (ties: the lower index goes first)."""
     moved = np.moveaxis(scores, (-1, -2), (0, 1))          # Keras (…, in, out) -> torch (out, in, …)
-    keep = nm.keep(torch.from_numpy(np.ascontiguousarray(moved)), None).numpy()
+    t = torch.from_numpy(np.ascontiguousarray(moved)).float()
+    keep = nm.unblock(keep_per_block(nm.blocks(t, None), nm.n), None, t.shape).numpy()
     return np.moveaxis(keep, (0, 1), (-1, -2))

@@ -51,7 +51,7 @@ def encoded_sizes(mask: torch.Tensor, value_bytes: int) -> dict[str, int]:
     }
 
 
-def _encode(name: str, param: torch.Tensor, mask: torch.Tensor, fp16: bool) -> tuple[dict, dict]:
+def encode(name: str, param: torch.Tensor, mask: torch.Tensor, fp16: bool) -> tuple[dict, dict]:
     values = param.detach().cpu()[mask.cpu()]
     if fp16 and values.dtype in _HALVED:
         values = values.half()
@@ -122,7 +122,7 @@ def _mask_bits(path: Path, name: str, shape: torch.Size, tensors: dict) -> torch
     return flat
 
 
-def _decode(path: Path, name: str, info: dict, tensors: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def decode(path: Path, name: str, info: dict, tensors: dict) -> tuple[torch.Tensor, torch.Tensor]:
     shape = info.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise _layout_error(path, name, f"has an invalid shape {shape!r}")
@@ -150,7 +150,7 @@ def save(model: nn.Module, path: str | Path, *, fp16: bool = False) -> dict[str,
     layout: dict[str, dict] = {}
     for q, (module, name) in masked.items():
         mask = mask_of(module, name)
-        encoded, layout[q] = _encode(q, getattr(module, name), mask, fp16)
+        encoded, layout[q] = encode(q, getattr(module, name), mask, fp16)
         tensors.update(encoded)
     skip = set(masked) | {state_key(q) for q in masked}
     seen: set[int] = set()
@@ -198,7 +198,7 @@ def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Ten
         if encoding == "dense":
             state[key] = _tensor(path, tensors, key, vector=False).to(_dtype(path, key, info))
         elif encoding in ("bitmask", "csr"):
-            state[key], masks[key] = _decode(path, key, info, tensors)
+            state[key], masks[key] = decode(path, key, info, tensors)
         else:
             raise _layout_error(path, key, f"has an unknown encoding {encoding!r}")
     return state, masks
