@@ -158,3 +158,10 @@ def test_identity_separates_every_grid_axis():
     runs = cfg.runs()
     assert len({r.id for r in runs}) == len(runs) == 16
     assert len({r.base.id for r in runs}) == 4  # one base per model × seed, shared by methods and ratios
+
+
+def test_exclude_per_model_reaches_only_that_model():
+    m = MethodSpec(name="nm", structure="2:4", exclude={"lenet5": ["conv1"]})
+    assert m.prune_options(0, "lenet5")["exclude"] == ["conv1"]
+    assert "exclude" not in m.prune_options(0, "lenet300")
+    assert MethodSpec(name="w", exclude=["0"]).prune_options(0, "mlp")["exclude"] == ["0"]

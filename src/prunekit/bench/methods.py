@@ -65,7 +65,8 @@ class MethodSpec(Strict):
     prunes once and retrains once; ``gradual`` prunes inside the one fine-tuning run at steps
     ``gradual.start + k · gradual.every`` (Zhu & Gupta), the rest of that run recovering (see
     :mod:`prunekit.training.driver`). N:M fixes its own sparsity: it runs once per base model, one-shot,
-    at its nominal compression M/N. ``exclude``, ``round_to``, ``reduce`` and ``max_ratio`` go to
+    at its nominal compression M/N. ``exclude`` (names, or a mapping model → names for names only one model has), ``round_to``,
+    ``reduce`` and ``max_ratio`` go to
     ``pk.prune`` (the last three for traced structures: channels, heads); ``target: macs_reduction``
     reads the grid's ratios as MAC reductions instead of compressions (traced structures, one-shot).
     """
@@ -79,7 +80,7 @@ class MethodSpec(Strict):
     gradual: GradualSettings | None = None
     finetune: RetrainSettings = RetrainSettings()
     score_batches: int = Field(1, ge=1)
-    exclude: tuple[str, ...] = ()
+    exclude: tuple[str, ...] | dict[str, tuple[str, ...]] = ()  # names, or per model: {model: names}
     round_to: int | None = Field(None, ge=1)
     reduce: Literal["sum", "mean", "max"] | None = None
     max_ratio: float | None = Field(None, gt=0, le=1)
@@ -154,11 +155,12 @@ class MethodSpec(Strict):
         fixed = choices.needs(self.structure).fixed_sparsity
         return None if fixed is None else 1 / (1 - fixed)
 
-    def prune_options(self, seed: int) -> dict[str, Any]:
-        """The ``pk.prune`` keywords of this method (besides the target and the data)."""
+    def prune_options(self, seed: int, model: str) -> dict[str, Any]:
+        """The ``pk.prune`` keywords of this method on ``model`` (besides the target and the data)."""
         options = {"structure": self.structure, "score": self.score, "scope": self.scope, "seed": seed}
-        if self.exclude:
-            options["exclude"] = list(self.exclude)
+        exclude = self.exclude.get(model, ()) if isinstance(self.exclude, dict) else self.exclude
+        if exclude:
+            options["exclude"] = list(exclude)
         options.update({k: getattr(self, k) for k in ("round_to", "reduce", "max_ratio")
                         if getattr(self, k) is not None})
         return options

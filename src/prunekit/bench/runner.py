@@ -194,7 +194,7 @@ def _schedule(spec: RunSpec, model: nn.Module, inputs: dict) -> Any:
     from ..training import schedules
     from ..training.driver import target_sparsity
 
-    m, options = spec.method, spec.method.prune_options(spec.base.seed)
+    m, options = spec.method, spec.method.prune_options(spec.base.seed, spec.base.model)
     g = m.gradual or GradualSettings()
     if m.target == "macs_reduction":
         target: dict[str, Any] = {"macs_reduction": spec.compression}
@@ -213,7 +213,7 @@ def _prune_and_finetune(spec: RunSpec, model: nn.Module, data: tuple, base_metri
     need = choices.needs(m.structure, m.score)
     score_data = _score_data(spec, train) if need.data else None
     example = _example_inputs(train) if need.example_inputs else None
-    schedule = _schedule(spec, model, prune_inputs(m.prune_options(spec.base.seed), score_data, example))
+    schedule = _schedule(spec, model, prune_inputs(m.prune_options(spec.base.seed, spec.base.model), score_data, example))
     metrics = {f"dense_{k}": v for k, v in base_metrics.items() if k.endswith(("top1", "top5", "loss"))}
 
     def pruned(rnd: int, last: bool, pruned_model: nn.Module) -> None:
