@@ -30,19 +30,6 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(field)
 
 
-def _latency(model, x, repeats: int = 15) -> float:
-    import torch
-
-    with torch.no_grad():
-        model(x)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def child(tool: str, size: str, threads: int) -> dict:
     """One measurement in this process: build, time dense forward, prune, time pruned forward."""
     import torch
