@@ -69,21 +69,21 @@ def test_nonzero_activation_at_zero_is_folded_into_the_consumer_bias():
     assert got.params == _chain_counts([20, k1, k2, 5], [1, 1, 1], [6, 6, 6])[0]
 
 
-def _bn_cnn(padding: int) -> nn.Module:
-    return nn.Sequential(
+def _bn_cnn(padding: int, size: int):
+    """conv-BN-ReLU, conv-BN-sigmoid, pool, Linear; its filters neuron-pruned by half and compacted."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=padding), nn.BatchNorm2d(16), nn.ReLU(),
         nn.Conv2d(16, 24, 3, padding=padding), nn.BatchNorm2d(24), nn.Sigmoid(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10),
     )
+    _randomize_bn(model)
+    return (model, *_prune_compact(model, torch.randn(2, 3, size, size), 0.5, exclude=["8"]))
 
 
 def test_cnn_filters_with_batchnorm_compact_to_the_kept_filters():
     """Unpadded convs take a dropped filter's BN+activation constant into their bias: every filter goes."""
-    torch.manual_seed(0)
-    model = _bn_cnn(padding=0)
-    _randomize_bn(model)
-    x = torch.randn(2, 3, 12, 12)
-    small, masked, got = _prune_compact(model, x, 0.5, exclude=["8"])
+    model, small, masked, got = _bn_cnn(padding=0, size=12)
     k1, k2 = _kept(model[0]), _kept(model[3])
     assert (small[0].out_channels, small[1].num_features, small[3].in_channels) == (k1, k1, k1)
     assert (small[3].out_channels, small[4].num_features, small[8].in_features) == (k2, k2, k2)
@@ -94,11 +94,7 @@ def test_cnn_filters_with_batchnorm_compact_to_the_kept_filters():
 
 def test_filter_whose_constant_meets_zero_padding_is_kept():
     """A zero-padded consumer sees the constant only inside the border: such filters stay (zeroed)."""
-    torch.manual_seed(0)
-    model = _bn_cnn(padding=1)
-    _randomize_bn(model)
-    x = torch.randn(2, 3, 8, 8)
-    small, _, _ = _prune_compact(model, x, 0.5, exclude=["8"])
+    model, small, _, _ = _bn_cnn(padding=1, size=8)
     k1 = _kept(model[0])
     with torch.no_grad():
         after_relu = torch.relu(model[1].bias - model[1].weight * model[1].running_mean
