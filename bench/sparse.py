@@ -26,7 +26,7 @@ from torch import nn
 
 import prunekit as pk
 from prunekit.sparse import SparseLinear
-from prunekit.sparse.inference import time_pair
+from prunekit.metrics import time_interleaved
 
 HERE = Path(__file__).parent
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98]
@@ -115,12 +115,13 @@ def latency(make, shape, name: str, budget_s: float) -> list[dict]:
                 model(x)
                 one = time.perf_counter() - t0
                 repeats = int(min(30, max(7, budget_s / max(2 * one, 1e-6))))
-                dense_ms, sparse_ms = time_pair(lambda: model(x), lambda: fast(x), repeats, x.device)
+                t = time_interleaved({"dense": lambda: model(x), "sparse": lambda: fast(x)}, repeats)
+                dense_ms, sparse_ms = t.median["dense"] * 1e3, t.median["sparse"] * 1e3
                 torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
             chosen = [c.name for c in fast.sparsify_plan if c.choice != "dense"]
             rows.append({
                 "model": name, "sparsity": s, "batch": b, "dense_ms": dense_ms, "sparsified_ms": sparse_ms,
-                "speedup": dense_ms / sparse_ms, "sparse_layers": chosen, "repeats": repeats,
+                "speedup": dense_ms / sparse_ms, "sparse_layers": chosen, "repeats": repeats, "threads": t.threads,
                 "calibrate_s": calibrate,
                 "plan": [c.__dict__ for c in fast.sparsify_plan],
             })
@@ -143,7 +144,8 @@ def layer_probe(repeats: int = 15) -> list[dict]:
         for t in (1, 2):
             torch.set_num_threads(t)
             with torch.inference_mode():
-                dense_ms, csr_ms = time_pair(lambda: layer(x), lambda: csr(x), repeats, x.device)
+                tm = time_interleaved({"dense": lambda: layer(x), "csr": lambda: csr(x)}, repeats)
+                dense_ms, csr_ms = tm.median["dense"] * 1e3, tm.median["csr"] * 1e3
             rows.append({"sparsity": s, "threads": t, "dense_ms": dense_ms, "csr_ms": csr_ms})
             print(f"4096x4096 layer {s:.0%} threads={t}: dense {dense_ms:.3f} ms, CSR {csr_ms:.3f} ms", flush=True)
     torch.set_num_threads(threads)

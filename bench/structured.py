@@ -25,9 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the small architecture definitions live with the tests
 from test_graph_models import EncoderBlock  # noqa: E402
 
-import runtimes as rt_  # noqa: E402  (bench/runtimes.py, beside this file)
-
 import prunekit as pk  # noqa: E402
+from prunekit import runtimes as rt_  # noqa: E402
 
 CKPT = ROOT.parent / "shared" / "models" / "cifar10-resnet" / "resnet56-4bfd9763.th"
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -92,7 +91,7 @@ def case(prefix: str, models: dict[str, nn.Module], prune_s: dict[str, float], s
     for batch, reps in zip((1, 64), repeats):
         x = torch.randn((batch,) + tuple(shape1[1:]))
         for rt in runtimes:
-            t = rt_.latencies({n: rt_.build(m, x, rt) for n, m in models.items()}, x, reps)
+            t = rt_.latencies({n: rt_.build(m, x, rt) for n, m in models.items()}, x, reps).median
             for row, name in zip(rows, models):
                 row["ms"][f"{rt} b{batch}"] = t[name] * 1e3
                 row["speedup"][f"{rt} b{batch}"] = t[base_name] / t[name]
@@ -106,7 +105,7 @@ def conv_probe(repeats: int) -> list[dict]:
     for hw, full in ((32, 16), (16, 32), (8, 64)):
         convs = {w: nn.Conv2d(w, w, 3, padding=1, bias=False).eval()
                  for w in (full, round(full / 2 ** 0.5), round(full / 3 ** 0.5))}
-        t = {w: rt_.latencies({"c": c}, torch.randn(1, w, hw, hw), repeats)["c"] for w, c in convs.items()}
+        t = {w: rt_.latencies({"c": c}, torch.randn(1, w, hw, hw), repeats).median["c"] for w, c in convs.items()}
         for w in convs:
             rows.append({"shape": f"{full}ch {hw}x{hw}", "width": w, "us": t[w] * 1e6,
                          "mac_ratio": full ** 2 / w ** 2, "speedup": t[full] / t[w]})
@@ -182,7 +181,7 @@ def markdown(rows: list[dict], probe: list[dict], notes: list[str], meta: dict) 
     return (f"{START}\n## Structured pruning: MACs vs measured CPU latency (issue 5)\n\n"
             f"Machine: {meta['machine']}; torch {meta['torch']}, {meta['threads']} intra-op thread(s); "
             f"load average {meta['load']} at the start. Every model runs in each runtime (see "
-            "`bench/runtimes.py`: eager PyTorch; TorchScript traced + frozen, which folds BatchNorm; ONNX Runtime "
+            "`prunekit.runtimes`: eager PyTorch; TorchScript traced + frozen, which folds BatchNorm; ONNX Runtime "
             "CPU), dense and pruned alike; models are interleaved in every round and the median of the repeats "
             "is kept. Dense rows give milliseconds; pruned rows give the speedup over dense in the same runtime "
             "and batch, with speedup ÷ MAC ratio (rounded down) in brackets (target ≥ 0.80). MACs are `pk.summary` counts "

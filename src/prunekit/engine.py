@@ -65,11 +65,12 @@ def run(
     parts = structure.parts(ctx)
     targets = list({t.qname: t for p in parts for t in p.targets}.values())
     if check_finite:
-        for t in targets:
-            if not _finite(t.param):
-                raise NonFiniteWeightsError(
-                    f"{t.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
-                )
+        with one_thread():  # one memory-bound sum per weight: slower, not faster, on two busy threads
+            bad = next((t for t in targets if not _finite(t.param)), None)
+        if bad is not None:
+            raise NonFiniteWeightsError(
+                f"{bad.qname} holds NaN or infinite values; fix the weights or pass check_finite=False"
+            )
     if compression is not None:
         if not isinstance(structure, TensorStructure):
             raise PruneError(f"structure={structure.name!r} takes sparsity= or macs_reduction=, not compression=")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import InvalidArgumentError, InvalidSparsityError
-from .scope import count, keep_lowest_dropped
+from .selection import count, keep_lowest_dropped
 from .structures import reduce_units
 
 

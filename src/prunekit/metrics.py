@@ -1,4 +1,4 @@
-"""Sizes and compute: parameters, nonzeros, compression and multiply-accumulates (MACs).
+"""Sizes, compute and time: parameters, nonzeros, compression, multiply-accumulates (MACs), latency.
 
 MACs are counted from one real forward pass on ``example_inputs`` (so strides, padding, dilation,
 groups and any leading dimensions are whatever the model really does) for these layers:
@@ -10,11 +10,15 @@ groups and any leading dimensions are whatever the model really does) for these 
 
 Nonzero MACs use the weight's nonzero count in place of ``weight.numel()``. Biases, normalization,
 activations, pooling, residual adds and attention's score products are not counted.
+
+Latency has one timer, :func:`time_interleaved`, used by ``sparsify``, the harness and every bench script.
 """
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -146,3 +150,59 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
         nonzero_macs=sum(l.nonzero_macs for l in layers.values()),
         layers=list(layers.values()),
     )
+
+
+@dataclass
+class Timing:
+    """Seconds per call of each candidate: median, interquartile range and minimum, and how it was timed."""
+
+    median: dict[str, float]
+    spread: dict[str, float]
+    min: dict[str, float]
+    threads: int
+    repeats: int
+    warmup: int
+
+    def ratio(self, slow: str, fast: str) -> float:
+        """How many times faster ``fast`` is than ``slow`` (ratio of medians)."""
+        return self.median[slow] / self.median[fast]
+
+
+def time_interleaved(candidates: dict[str, Callable[[], Any]], repeats: int = 15, warmup: int = 2, *,
+                     device: torch.device | str | None = None) -> Timing:
+    """Time each zero-argument callable ``repeats`` times, round-robin, after ``warmup`` untimed rounds.
+
+    Every round runs all candidates, starting from a different one each round, so load from other
+    processes, clock drift and cache warmth hit every candidate alike and ratios of the medians are
+    fair. Runs under ``torch.no_grad``; on CUDA, ``device`` is synchronized around every call.
+    """
+    if not candidates or repeats < 1 or warmup < 0:
+        raise ValueError("time_interleaved needs candidates, repeats >= 1 and warmup >= 0")
+    device = torch.device(device) if device is not None else None
+    sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda *_: None)
+    names = list(candidates)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for fn in candidates.values():
+                fn()
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                sync(device)
+                start = time.perf_counter()
+                candidates[name]()
+                sync(device)
+                times[name].append(time.perf_counter() - start)
+    return Timing(
+        median={n: statistics.median(t) for n, t in times.items()},
+        spread={n: _iqr(t) for n, t in times.items()},
+        min={n: min(t) for n, t in times.items()},
+        threads=torch.get_num_threads(), repeats=repeats, warmup=warmup,
+    )
+
+
+def _iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4)
+    return q[2] - q[0]

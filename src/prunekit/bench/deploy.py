@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import copy
 import io
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +25,7 @@ from torch import nn
 from .. import choices
 from ..errors import PruneError
 from ..masks import masked_parameters, unprune
+from ..metrics import time_interleaved
 
 Form = Callable[[nn.Module, torch.Tensor], tuple[nn.Module, str]]
 
@@ -102,12 +101,5 @@ def latencies(models: list[nn.Module], x: torch.Tensor, repeats: int, warmup: in
     from other processes hits every model alike."""
     for m in models:
         m.eval()
-        for _ in range(warmup):
-            m(x)
-    times: list[list[float]] = [[] for _ in models]
-    for _ in range(repeats):
-        for i, m in enumerate(models):
-            t0 = time.perf_counter()
-            m(x)
-            times[i].append(time.perf_counter() - t0)
-    return [(statistics.median(t), min(t)) for t in times]
+    t = time_interleaved({str(i): (lambda m=m: m(x)) for i, m in enumerate(models)}, repeats, warmup)
+    return [(t.median[str(i)], t.min[str(i)]) for i in range(len(models))]

@@ -17,6 +17,7 @@ from ..masks import mask_of, unprune
 from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
+from .fold import constants, consumer_inputs, dead_roots, fold
 from .trace import trace
 
 PLAN_ATTR = "_prunekit_plan"
@@ -128,18 +129,41 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
 
 
 def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: float = 1e-4) -> nn.Module:
-    """A physically smaller copy of a channel/head-pruned ``model`` that computes the same outputs.
+    """A physically smaller copy of a channel-, head- or neuron-pruned ``model`` that computes the same outputs.
 
-    Units whose parameter slices are all masked are removed from every layer that holds them; the
-    copy carries no masks. With ``check`` the copy is run on ``example_inputs`` and compared with the
-    masked model, so a forward pass that hard-codes a size raises instead of returning a wrong model.
+    Units whose parameter slices are all masked are removed from every layer that holds them, and so
+    are neurons/filters whose producing rows are all masked (see :mod:`prunekit.graph.fold`): the
+    constant such a unit leaves (a BatchNorm shift, ``f(0)`` of an activation) is folded into its
+    consumers' biases, or the unit is kept where that is impossible. The copy carries no masks. With
+    ``check`` the copy is run on ``example_inputs`` and compared with the masked model, so a forward
+    pass that hard-codes a size raises instead of returning a wrong model.
     """
     check_forward(model, example_inputs)
     graph = trace(model, example_inputs)
-    plan = make_plan(graph, pruned_roots(graph))
+    units, locked = units_of(graph)
+    gone = pruned_roots(graph, units, locked)
+    dead = dead_roots(graph, units, locked) - gone
+    if not dead:
+        return _build(model, graph, gone, {}, example_inputs, check, atol)
+    spans = consumer_inputs(model, graph, example_inputs)
+    extra, folds = constants(graph, units, dead, spans)
+    try:
+        return _build(model, graph, gone | extra, folds, example_inputs, check, atol)
+    except CompactionError:
+        if not folds:
+            raise
+    # A folded constant also reached an op that is not a consumer (e.g. a sum over channels):
+    # remove only the units every consumer sees as exactly zero.
+    extra, _ = constants(graph, units, dead, spans, folding=False)
+    return _build(model, graph, gone | extra, {}, example_inputs, check, atol)
+
+
+def _build(model: nn.Module, graph: Graph, gone: set[int], folds: dict, example_inputs: Any, check: bool,
+           atol: float) -> nn.Module:
     small = copy.deepcopy(model)
     unprune(small)
-    apply_plan(small, plan)
+    fold(small, folds)
+    apply_plan(small, make_plan(graph, gone))
     if check:
         verify(model, small, example_inputs, atol)
     return small

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidSparsityError, NonFiniteWeightsError, PruneError, UnknownNameError
-from ..scope import count, keep_lowest_dropped
+from ..selection import count, keep_lowest_dropped
 from . import masks as kmasks
 from .errors import require_keras
 from .scores import score as compute_score

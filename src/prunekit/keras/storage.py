@@ -29,8 +29,6 @@ def save(model: Any, path: str | Path, *, fp16: bool = False) -> dict[str, str]:
 
     ``fp16=True`` stores float32 values as float16 (half the bytes, values rounded); loading casts back.
     """
-    from safetensors.torch import save_file
-
     keras = require_keras()
     check_built(model)
     masks = kmasks.get(model)

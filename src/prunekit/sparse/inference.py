@@ -8,8 +8,6 @@ timings and the reason are recorded in the returned model's ``sparsify_plan``.
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -20,6 +18,7 @@ from torch import nn
 from ..errors import PruneError
 from ..inputs import check_forward
 from ..masks import unprune
+from ..metrics import time_interleaved
 from ..structures import NM
 from .kernels import SparseLinear, is_pointwise, semi_structured, semi_structured_available, sparse_layer
 
@@ -60,24 +59,11 @@ class SparsifyPlan(list):
         return "\n".join(rows)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_pair(a: Callable[[], Any], b: Callable[[], Any], repeats: int, device: torch.device) -> tuple[float, float]:
-    """Median milliseconds of ``a`` and ``b``, interleaved so that background load hits both alike."""
-    ta, tb = [], []
-    for fn in (a, b, a, b):  # warm-up: caches, lazy kernel setup
-        fn()
-    for i in range(repeats):  # alternate which goes first, so neither always runs on a warmer cache
-        for fn, out in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            out.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(ta), statistics.median(tb)
+def _time(dense: Callable[[], Any], sparse: Callable[[], Any], repeats: int, device: torch.device
+          ) -> tuple[float, float]:
+    """Median milliseconds of the dense and the sparse variant, interleaved (see metrics.time_interleaved)."""
+    t = time_interleaved({"dense": dense, "sparse": sparse}, repeats, warmup=2, device=device)
+    return t.median["dense"] * 1e3, t.median["sparse"] * 1e3
 
 
 def _is_2_4(module: nn.Module) -> bool:
@@ -136,7 +122,7 @@ def _decide(name, module, x, zeros, policy, repeats, semi, margin) -> tuple[nn.M
     scale = float(dense_out.abs().max()) if dense_out.numel() else 0.0
     if not torch.allclose(sparse_out.float(), dense_out.float(), rtol=RTOL, atol=RTOL * max(scale, 1e-12)):
         return None, LayerChoice(name, kind, zeros, "dense", reason=f"({label} output differs beyond rtol {RTOL})")
-    dense_ms, sparse_ms = time_pair(lambda: module(x), lambda: fast(x), repeats, x.device)
+    dense_ms, sparse_ms = _time(lambda: module(x), lambda: fast(x), repeats, x.device)
     choice = LayerChoice(name, kind, zeros, "dense", dense_ms, sparse_ms)
     if policy == "sparse" or sparse_ms < (1 - margin) * dense_ms:
         choice.choice = label
@@ -206,7 +192,7 @@ def sparsify(
 
         _use(swaps, sparse=True)
         if policy == "time" and swaps:
-            plan.dense_ms, plan.sparse_ms = time_pair(lambda: run(False), lambda: run(True), repeats, device)
+            plan.dense_ms, plan.sparse_ms = _time(lambda: run(False), lambda: run(True), repeats, device)
             keep = plan.sparse_ms < (1 - margin) * plan.dense_ms  # the same margin as per layer
             _use(swaps, sparse=keep)
             for c in plan if not keep else ():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import PruneError
-from ..scope import count
+from ..selection import count
 
 
 def expected_sq_gap_linear(

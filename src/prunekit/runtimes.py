@@ -1,27 +1,32 @@
-"""The CPU runtimes a pruned model is deployed with, and side-by-side latency over all of them.
+"""The CPU runtimes a model is deployed with, so dense and pruned models are timed the same way.
 
-Every model, dense and pruned alike, goes through the same runtime, so a speedup never mixes a
-deployment gain with a pruning gain:
+A speedup never mixes a deployment gain with a pruning gain when every model goes through the same
+runtime:
 
 - ``eager``: the PyTorch module as it is.
-- ``torchscript``: ``torch.jit.trace`` + ``torch.jit.freeze`` — BatchNorm folded into the convs,
-  no Python between ops.
-- ``onnxruntime``: an ONNX export run by ONNX Runtime's CPU provider (all graph optimizations),
-  when onnxruntime is installed.
+- ``torchscript``: ``torch.jit.trace`` + ``torch.jit.freeze`` (BatchNorm folded into the convs,
+  no Python between ops).
+- ``onnxruntime``: an ONNX export run by ONNX Runtime's CPU provider with all graph optimizations,
+  when onnxruntime is installed (an optional dependency, imported only here and only when used).
 """
 from __future__ import annotations
 
 import copy
 import io
-import statistics
-import time
 import warnings
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .errors import PruneError
+from .metrics import Timing, time_interleaved
+
 Runner = Callable[[torch.Tensor], object]
+
+
+def _eager(model: nn.Module, x: torch.Tensor) -> Runner:
+    return model.eval()
 
 
 def _torchscript(model: nn.Module, x: torch.Tensor) -> Runner:
@@ -45,32 +50,30 @@ def _onnxruntime(model: nn.Module, x: torch.Tensor) -> Runner:
     return lambda t: session.run(None, {"x": t.numpy()})
 
 
+RUNTIMES: dict[str, Callable[[nn.Module, torch.Tensor], Runner]] = {
+    "eager": _eager, "torchscript": _torchscript, "onnxruntime": _onnxruntime,
+}
+
+
 def available() -> list[str]:
     """Runtime names usable here (onnxruntime only when installed)."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        return ["eager", "torchscript"]
-    return ["eager", "torchscript", "onnxruntime"]
+        return [n for n in RUNTIMES if n != "onnxruntime"]
+    return list(RUNTIMES)
 
 
 def build(model: nn.Module, x: torch.Tensor, runtime: str) -> Runner:
     """``model`` deployed with ``runtime``; ``x`` is an example input (the batch size may change later)."""
-    if runtime == "eager":
-        return model.eval()
-    return _torchscript(model, x) if runtime == "torchscript" else _onnxruntime(model, x)
+    if runtime not in RUNTIMES:
+        raise PruneError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
+    if runtime not in available():
+        raise PruneError(f"runtime {runtime!r} is not installed here; install onnxruntime or use {available()}")
+    return RUNTIMES[runtime](model, x)
 
 
-def latencies(runners: dict[str, Runner], x: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median seconds per call, all runners interleaved in every round so load drifts hit all alike."""
-    times: dict[str, list[float]] = {k: [] for k in runners}
+def latencies(runners: dict[str, Runner], x: torch.Tensor, repeats: int, warmup: int = 2) -> Timing:
+    """Seconds per call of each runner on ``x``, timed interleaved by :func:`prunekit.metrics.time_interleaved`."""
     with torch.inference_mode():
-        for run in runners.values():
-            run(x)
-            run(x)
-        for _ in range(repeats):
-            for name, run in runners.items():
-                t0 = time.perf_counter()
-                run(x)
-                times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+        return time_interleaved({n: (lambda run=run: run(x)) for n, run in runners.items()}, repeats, warmup)
