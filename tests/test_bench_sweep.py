@@ -14,6 +14,7 @@ import torch
 import yaml
 
 import prunekit
+import prunekit as pk
 from prunekit.bench import ResumeError, Store, load, report, sweep
 from prunekit.bench.store import DB_NAME
 
@@ -301,3 +302,15 @@ def test_gradual_and_rewinding_methods_run_end_to_end(tmp_path, config_path):
     prunekit.train(model, train, val, steps=3, seed=0, progress=False, schedule_total=18,
                    **base.train.model_dump(exclude={"epochs", "steps"}))
     assert all(torch.equal(v, rewinds[3][k]) for k, v in model.state_dict().items())
+
+
+def test_deployed_size_counts_the_values_of_sparse_weights():
+    from prunekit.bench.runner import stored_values
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    pk.prune(model, sparsity=0.9)
+    dense = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    assert stored_values(model) == dense
+    fast = pk.sparsify(model, torch.randn(1, 64), policy="sparse")
+    assert nonzero <= stored_values(fast) < dense  # the CSR values count; they are buffers, not parameters

@@ -135,6 +135,14 @@ def _example_inputs(train: Any, n: int = 8) -> torch.Tensor:
     return torch.stack([train[i][0] for i in range(min(n, len(train)))])
 
 
+def stored_values(model: nn.Module) -> int:
+    """How many weights a deployed model stores: its parameters, plus the weights and biases that
+    ``pk.sparsify``'s kernels keep as buffers (``parameters()`` does not list them), sparse ones by value."""
+    held = [b for n, b in model.named_buffers() if n.rpartition(".")[2] in ("weight", "bias")]
+    values = sum(b.values().numel() if b.layout in (torch.sparse_csr, torch.sparse_coo) else b.numel() for b in held)
+    return sum(p.numel() for p in model.parameters()) + values
+
+
 def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any) -> dict[str, Any]:
     """The deployed form per batch size, latency side by side with the dense model, speedups, file sizes.
 
@@ -153,7 +161,7 @@ def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any) -> di
     largest = max(spec.measure.batch_sizes)
     form = out[f"deploy_form_b{largest}"]
     out.update(measured_speedup=out[f"measured_speedup_b{largest}"], deploy_form=form, deployed_as=form,
-               deployed_params=sum(p.numel() for p in deployed.parameters()))
+               deployed_params=stored_values(deployed))
     size, fmt = file_bytes(deployed if form == "compact" else model)
     out.update(file_bytes=size, file_format=fmt)
     return out
