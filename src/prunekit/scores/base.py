@@ -72,7 +72,8 @@ class Score(ABC):
     (``context.rows``) to bound memory; set it False for a score that must see the whole tensor.
     What a score needs is declared for the harness and the CLI to read: ``needs_data`` (batches
     ``data=``), ``needs_loss`` (it differentiates ``loss_fn``, cross-entropy by default),
-    ``needs_example_inputs``.
+    ``needs_example_inputs``. A ``pointwise`` score (|w|) may be called on any gathered entries,
+    which lets exact selection bracket its threshold from a sample without a full scoring pass.
     """
 
     reduce = "sum"
@@ -80,6 +81,7 @@ class Score(ABC):
     needs_loss = False
     needs_example_inputs = False
     elementwise = True  # scores of a row block depend only on that block: scored in chunks
+    pointwise = False  # an entry's score depends only on its own value: a sample of entries scores alone
 
     def prepare(self, model: nn.Module, targets: list[Target], data: Any, loss_fn: Any) -> Any:
         return None
