@@ -93,9 +93,10 @@ def _zero_pruned(param: torch.Tensor, mask: torch.Tensor) -> None:
     if param.device.type != "cpu" or as_int is None or not (param.is_contiguous() and mask.is_contiguous()):
         param.masked_fill_(mask.logical_not(), 0)
         return
-    bits = torch.empty(min(param.numel(), _CHUNK), dtype=as_int)
-    with one_thread(param.numel() > _CHUNK):
-        for p, m in zip(param.view(-1).view(as_int).split(_CHUNK), mask.view(-1).view(torch.uint8).split(_CHUNK)):
+    step = _CHUNK // 4  # the widened mask is as large as the chunk: a smaller step keeps it small
+    bits = torch.empty(min(param.numel(), step), dtype=as_int)
+    with one_thread(param.numel() > step):
+        for p, m in zip(param.view(-1).view(as_int).split(step), mask.view(-1).view(torch.uint8).split(step)):
             b = bits[: p.numel()].copy_(m).neg_()  # 1 -> all ones, 0 -> 0
             p.bitwise_and_(b)
 
