@@ -128,3 +128,11 @@ def test_global_magnitude_on_a_large_model_drops_exactly_the_lowest_and_stays_mo
         k = round(sparsity * sum(w.numel() for w in weights))
         for m, r in zip(model, _reference(scores, k)):
             assert torch.equal(m.weight.detach().reshape(-1) != 0, r)
+
+
+def test_candidates_in_one_huge_tie_are_ranked_without_recursing_forever():
+    """The k-th of the collected candidates when most of them are equal (sub-bracket cannot shrink)."""
+    values = torch.zeros(300_000)
+    values[::7] = 1.0
+    for r in (1, 150_000, 257_142, 257_143, 300_000):
+        assert selection._kth_value(values, r) == values.kthvalue(r).values

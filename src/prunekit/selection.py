@@ -190,7 +190,7 @@ def _kth_value(values: torch.Tensor, r: int) -> torch.Tensor:
     lo, hi = sample.kthvalue(i_lo + 1).values, sample.kthvalue(i_hi + 1).values
     below = int(torch.count_nonzero(values < lo))
     inside = values[(values >= lo) & (values <= hi)]
-    if below < r <= below + inside.numel():
+    if below < r <= below + inside.numel() < n:  # the bracket holds the answer and shrank the input
         return _kth_value(inside, r - below)
     return values.kthvalue(r).values  # the sample missed (rare, e.g. values sorted by chance)
 
