@@ -1,0 +1,79 @@
+"""Which tensors hold a layer's prunable weights, beyond ``Linear`` / ``Conv`` ``.weight``.
+
+* Recurrent layers (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``): ``weight_ih_l*``, ``weight_hh_l*`` (and the
+  projection ``weight_hr_l*``). The RNN runs the very Parameters in ``_flat_weights``, so zeroing them
+  in place is what it computes with.
+* ``nn.MultiheadAttention``: ``in_proj_weight`` (or ``q/k/v_proj_weight`` when the widths differ);
+  its ``out_proj`` is a ``Linear`` and already prunable.
+* A weight behind a parametrization: ``spectral_norm`` divides the whole tensor by one number, so the
+  parametrization's ``original`` is masked and the weight it computes is zero exactly there. Others
+  (``weight_norm`` divides each row by its norm: a fully pruned row would be NaN) are locked, with a
+  warning, and :func:`prunekit.sparsity` still counts them, so it never reports a target not reached.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+RECURRENT = (nn.RNNBase,)
+ATTENTION = (nn.MultiheadAttention,)
+EXTRA_TYPES: tuple[type, ...] = (*RECURRENT, *ATTENTION)
+_MASKABLE_ORIGINAL = {"_SpectralNorm"}  # parametrizations that keep a zero of their original zero
+
+
+def extra_weights(module: nn.Module) -> list[str]:
+    """Names of the recurrent or attention projection weights of ``module`` (empty for other modules)."""
+    if isinstance(module, RECURRENT):
+        return [n for n in module._flat_weights_names if n.startswith("weight_")]
+    if isinstance(module, ATTENTION):
+        names = ["in_proj_weight"] if module._qkv_same_embed_dim else ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
+        return [n for n in names if isinstance(getattr(module, n, None), nn.Parameter)]
+    return []
+
+
+def behind(module: nn.Module, pname: str) -> tuple[nn.Module, str] | str:
+    """For a parametrized ``module.<pname>``: ``(holder, name)`` of the tensor to mask, or why none can be."""
+    chain = module.parametrizations[pname]
+    kinds = [type(p).__name__ for p in chain]
+    if len(chain) == 1 and kinds[0] in _MASKABLE_ORIGINAL and isinstance(getattr(chain, "original", None), nn.Parameter):
+        return chain, "original"
+    if kinds == ["_WeightNorm"]:
+        return "weight_norm divides each row by its norm, so a fully pruned row would compute NaN"
+    return f"its parametrization ({', '.join(kinds)}) may not keep a pruned entry at zero"
+
+
+def locked(model: nn.Module, types: tuple[type, ...], skip, layers_only: bool = False
+           ) -> Iterator[tuple[str, nn.Module, str]]:
+    """``(layer name, layer, reason)`` for every parametrized weight of ``types`` that is not masked.
+
+    With ``layers_only`` (structures that remove whole units, which compaction rebuilds as plain
+    layers) every parametrized weight is locked.
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, types) and parametrize.is_parametrized(module, "weight") and not skip(name, module, "weight"):
+            found = behind(module, "weight")
+            if isinstance(found, str):
+                yield name, module, found
+            elif layers_only:
+                yield name, module, "whole units are not removed from parametrized weights"
+
+
+def warn_locked(model: nn.Module, types: tuple[type, ...], skip, layers_only: bool = False) -> None:
+    """Say which parametrized layers stay dense, and how to prune them."""
+    for name, _, reason in locked(model, types, skip, layers_only):
+        warnings.warn(
+            f"layer {name!r}: its weight is kept dense because {reason}; fold the parametrization with "
+            f"torch.nn.utils.parametrize.remove_parametrizations(model.{name}, 'weight') to prune it, or exclude "
+            f"it to silence this",
+            UserWarning, stacklevel=4,
+        )
+
+
+def locked_weights(model: nn.Module, types: tuple[type, ...], skip) -> list[torch.Tensor]:
+    """The weights locked layers compute, for counting (``pk.sparsity`` counts them as unpruned)."""
+    with torch.no_grad():
+        return [module.weight.detach() for _, module, _ in locked(model, types, skip)]
