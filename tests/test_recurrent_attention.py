@@ -170,7 +170,7 @@ def test_summary_counts_recurrent_macs_per_step_times_steps(kind):
     assert rnn.nonzero_macs == batch * steps * sum(int(w.count_nonzero()) for w in weights)
     assert rnn.params == sum(p.numel() for p in model.rnn.parameters())
     packed = nn.utils.rnn.pack_padded_sequence(torch.randn(3, 5, 8), [5, 3, 2], batch_first=True)
-    s = pk.summary(model.rnn, packed)
+    s = pk.summary(model.rnn, (packed,))  # a PackedSequence is a tuple: wrap it as the one input
     assert s.macs == 10 * sum(w.numel() for w in weights)  # 5 + 3 + 2 real steps, padding not counted
 
 
