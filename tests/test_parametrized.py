@@ -17,9 +17,9 @@ def spectral() -> nn.Module:
                          P.spectral_norm(nn.Linear(8 * 6 * 6, 16)), nn.ReLU(), nn.Linear(16, 4))
 
 
-def normed() -> nn.Module:
+def normed(norm=P.weight_norm) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(P.weight_norm(nn.Conv2d(3, 8, 3)), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(),
+    return nn.Sequential(norm(nn.Conv2d(3, 8, 3)), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(),
                          nn.Flatten(), nn.Linear(8 * 4 * 4, 4))
 
 
@@ -81,3 +81,16 @@ def test_weight_norm_does_not_refuse_structured_pruning():
     with pytest.warns(UserWarning, match="kept dense"):
         masks = pk.prune(normed(), structure="2:4")
     assert "2.weight" in masks
+
+
+@pytest.mark.parametrize("norm", [P.weight_norm, P.spectral_norm])
+def test_channel_pruning_keeps_the_parametrized_layers_channels(norm):
+    model = normed(norm)
+    with pytest.warns(UserWarning, match=r"layer '0'.*computed.*channels are kept"):
+        masks = pk.prune(model, 0.25, structure="channels", example_inputs=X)
+    assert masks and not any(k.startswith("0.") for k in masks)
+    small = pk.compact(model, X)
+    model.eval(), small.eval()
+    for x in (X, torch.randn(5, 3, 8, 8)):
+        assert torch.allclose(small(x), model(x), atol=1e-5)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())

@@ -222,3 +222,15 @@ def test_compact_and_neurons_raise_no_raw_torch_error(kind):
     model = build(kind)
     masks = pk.prune(model, 0.5, structure="neurons", example_inputs=x, prune_outputs=True)
     assert masks and not set(special(model)) & set(masks)  # neurons are Linear/conv units only
+
+
+def test_attention_rebuilt_by_head_compaction_stays_prunable_and_counted():
+    model = build("mha").eval()
+    x = torch.randn(INPUTS["mha"])
+    pk.prune(model, 0.5, structure="heads", example_inputs=x)
+    small = pk.compact(model, x)
+    attn = small.encoder.layers[0].self_attn
+    assert "encoder.layers.0.self_attn.in_proj_weight" in pk.prune(small, 0.5)
+    s = {l.name: l for l in pk.summary(small, x).layers}
+    batch, tokens, _ = INPUTS["mha"]
+    assert s["encoder.layers.0.self_attn"].nonzero_macs == batch * tokens * int(attn.in_proj_weight.count_nonzero())

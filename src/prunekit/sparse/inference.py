@@ -20,7 +20,7 @@ from ..inputs import check_forward
 from ..masks import unprune
 from ..metrics import time_interleaved
 from ..structures import NM
-from ..structures.tensors import extra_weights
+from ..structures.tensors import extra_weights, is_attention
 from .kernels import SparseLinear, is_pointwise, semi_structured, semi_structured_available, sparse_layer
 
 RTOL = 1e-4
@@ -109,15 +109,15 @@ def _no_kernel(model: nn.Module, min_sparsity: float) -> tuple[list[LayerChoice]
     plan, covered = [], set()
     for name, module in model.named_modules():
         weights = [getattr(module, n) for n in extra_weights(module)]
-        if isinstance(module, nn.MultiheadAttention):
+        if is_attention(module):
             covered.add(f"{name}.out_proj" if name else "out_proj")
             weights.append(module.out_proj.weight)
         total = sum(w.numel() for w in weights)
         zeros = total and 1.0 - sum(int(torch.count_nonzero(w)) for w in weights) / total
         if total and zeros >= min_sparsity:
-            reads = "in_proj and out_proj weights" if isinstance(module, nn.MultiheadAttention) else "weights"
+            reads = "in_proj and out_proj weights" if is_attention(module) else "weights"
             plan.append(LayerChoice(name, type(module).__name__, zeros, "dense", reason=(
-                f"(no sparse kernel: torch's {type(module).__name__} runs a fused kernel on its dense {reads})")))
+                f"(no sparse kernel: {type(module).__name__} runs dense kernels on its {reads})")))
     return plan, covered
 
 

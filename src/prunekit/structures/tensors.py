@@ -25,12 +25,19 @@ EXTRA_TYPES: tuple[type, ...] = (*RECURRENT, *ATTENTION)
 _MASKABLE_ORIGINAL = {"_SpectralNorm"}  # parametrizations that keep a zero of their original zero
 
 
+def is_attention(module: nn.Module) -> bool:
+    """``nn.MultiheadAttention``, or a module shaped like it (an ``in_proj_weight`` and an ``out_proj``
+    Linear it reads directly, as the attention ``pk.compact`` builds after head pruning)."""
+    return isinstance(module, ATTENTION) or (isinstance(getattr(module, "in_proj_weight", None), nn.Parameter)
+                                             and isinstance(getattr(module, "out_proj", None), nn.Linear))
+
+
 def extra_weights(module: nn.Module) -> list[str]:
     """Names of the recurrent or attention projection weights of ``module`` (empty for other modules)."""
     if isinstance(module, RECURRENT):
         return [n for n in module._flat_weights_names if n.startswith("weight_")]
-    if isinstance(module, ATTENTION):
-        names = ["in_proj_weight"] if module._qkv_same_embed_dim else ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
+    if is_attention(module):
+        names = ["in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"]
         return [n for n in names if isinstance(getattr(module, n, None), nn.Parameter)]
     return []
 
