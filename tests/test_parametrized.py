@@ -58,15 +58,64 @@ def test_spectral_norm_masks_hold_through_training_and_round_trip(tmp_path):
     assert set(pk.Masks.from_model(fresh)) == set(masks)
 
 
-def test_weight_norm_layer_is_locked_and_said_so():
+class Doubled(nn.Module):
+    """A parametrization prunekit does not know: the layer is kept dense, and said so."""
+
+    def forward(self, w):
+        return w.flip(0) * 2
+
+
+def test_weight_norm_is_pruned_through_its_direction():
     model = normed()
-    with pytest.warns(UserWarning, match=r"'0'.*kept dense because weight_norm"):
+    names = {t.qname for t in pk.prunable(model)}
+    assert "0.parametrizations.weight.original1" in names and "0.parametrizations.weight.original0" not in names
+    total = sum(t.param.numel() for t in pk.prunable(model))
+    masks = pk.prune(model, 0.6)
+    assert masks.sparsity == pytest.approx(round(0.6 * total) / total, abs=1e-12)
+    assert pk.sparsity(model) == pytest.approx(round(0.6 * total) / total, abs=1e-12)
+    assert torch.equal(model[0].weight != 0, masks["0.parametrizations.weight.original1"])
+
+
+def test_weight_norm_row_pruned_whole_computes_zero_not_nan(tmp_path):
+    model = normed()
+    before = model[0].weight.detach().clone()
+    mask = torch.ones_like(before, dtype=torch.bool)
+    mask[2] = False  # a whole filter: its norm is 0, and weight_norm would divide by it
+    mask[5, 0] = False
+    pk.Masks({"0.parametrizations.weight.original1": mask}).apply(model)
+    after = model[0].weight.detach()
+    assert torch.equal(after[2], torch.zeros_like(after[2])) and after[5, 0].eq(0).all()
+    untouched = [i for i in range(8) if i not in (2, 5)]
+    assert torch.equal(after[untouched], before[untouched])  # bit for bit what weight_norm computed before
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(5):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X), torch.tensor([0, 3])).backward()
+        opt.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert torch.equal(model[0].weight != 0, mask)
+    pk.save(model, tmp_path / "m.safetensors")
+    fresh = pk.load(tmp_path / "m.safetensors", normed())
+    model.eval(), fresh.eval()
+    assert torch.equal(fresh(X), model(X))
+
+
+def test_high_sparsity_weight_norm_stays_finite():
+    model = nn.Sequential(P.weight_norm(nn.Linear(16, 8)), nn.ReLU(), nn.Linear(8, 4))
+    pk.prune(model, 0.95)
+    assert (model[0].weight == 0).all(1).any()  # some neuron lost every input
+    assert torch.isfinite(model(torch.randn(3, 16))).all()
+
+
+def test_unknown_parametrization_is_locked_and_said_so():
+    model = normed()
+    nn.utils.parametrize.register_parametrization(model[2], "weight", Doubled())
+    with pytest.warns(UserWarning, match=r"layer '2'.*kept dense because its parametrization \(Doubled\)"):
         masks = pk.prune(model, 0.5)
-    assert not any(k.startswith("0.") for k in masks)
+    assert not any(k.startswith("2.") for k in masks)
     assert masks.sparsity == pytest.approx(0.5, abs=1e-3)
-    assert torch.isfinite(model(X)).all()
     # pk.sparsity counts the locked layer's weight, so it never reports the target as reached
-    locked = model[0].weight.numel()
+    locked = model[2].weight.numel()
     pruned = sum(m.numel() for m in masks.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -74,13 +123,15 @@ def test_weight_norm_layer_is_locked_and_said_so():
         assert pk.sparsity(model) < 0.5
 
 
-def test_weight_norm_does_not_refuse_structured_pruning():
-    with pytest.warns(UserWarning, match="kept dense"):
+def test_parametrized_layers_do_not_refuse_structured_pruning():
+    with pytest.warns(UserWarning, match="kept dense because whole units"):
         masks = pk.prune(normed(), 0.5, structure="neurons", example_inputs=X)
     assert set(masks) == {"2.weight", "2.bias"}
-    with pytest.warns(UserWarning, match="kept dense"):
-        masks = pk.prune(normed(), structure="2:4")
-    assert "2.weight" in masks
+    model = nn.Sequential(nn.Linear(8, 8), P.weight_norm(nn.Linear(8, 8)), P.spectral_norm(nn.Linear(8, 4)))
+    masks = pk.prune(model, structure="2:4")
+    assert set(masks) == {"0.weight", "1.parametrizations.weight.original1", "2.parametrizations.weight.original"}
+    for i in (1, 2):
+        assert bool(((model[i].weight != 0).reshape(-1, 4).sum(1) == 2).all())
 
 
 @pytest.mark.parametrize("norm", [P.weight_norm, P.spectral_norm])

@@ -5,10 +5,11 @@
   in place is what it computes with.
 * ``nn.MultiheadAttention``: ``in_proj_weight`` (or ``q/k/v_proj_weight`` when the widths differ);
   its ``out_proj`` is a ``Linear`` and already prunable.
-* A weight behind a parametrization: ``spectral_norm`` divides the whole tensor by one number, so the
-  parametrization's ``original`` is masked and the weight it computes is zero exactly there. Others
-  (``weight_norm`` divides each row by its norm: a fully pruned row would be NaN) are locked, with a
-  warning, and :func:`prunekit.sparsity` still counts them, so it never reports a target not reached.
+* A weight behind a parametrization that keeps zeros of its input: ``spectral_norm`` (W / σ, its
+  ``original`` is masked) and ``weight_norm`` (g · v / ‖v‖, its direction ``original1`` is masked; a
+  fully pruned slice computes 0, see :mod:`prunekit.masks`). The weight they compute is zero exactly
+  where the mask says. Other parametrizations are locked, with a warning, and :func:`prunekit.sparsity`
+  still counts them, so it never reports a target that was not reached.
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from typing import Iterator
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm, _WeightNorm
 
 RECURRENT = (nn.RNNBase,)
 ATTENTION = (nn.MultiheadAttention,)
 EXTRA_TYPES: tuple[type, ...] = (*RECURRENT, *ATTENTION)
-_MASKABLE_ORIGINAL = {"_SpectralNorm"}  # parametrizations that keep a zero of their original zero
+_MASKABLE = {_SpectralNorm: "original", _WeightNorm: "original1"}  # the input whose zeros stay zero
 
 
 def is_attention(module: nn.Module) -> bool:
@@ -45,12 +47,10 @@ def extra_weights(module: nn.Module) -> list[str]:
 def behind(module: nn.Module, pname: str) -> tuple[nn.Module, str] | str:
     """For a parametrized ``module.<pname>``: ``(holder, name)`` of the tensor to mask, or why none can be."""
     chain = module.parametrizations[pname]
-    kinds = [type(p).__name__ for p in chain]
-    if len(chain) == 1 and kinds[0] in _MASKABLE_ORIGINAL and isinstance(getattr(chain, "original", None), nn.Parameter):
-        return chain, "original"
-    if kinds == ["_WeightNorm"]:
-        return "weight_norm divides each row by its norm, so a fully pruned row would compute NaN"
-    return f"its parametrization ({', '.join(kinds)}) may not keep a pruned entry at zero"
+    kind = next((k for k in _MASKABLE if isinstance(chain[0], k)), None)
+    if len(chain) == 1 and kind is not None and isinstance(getattr(chain, _MASKABLE[kind], None), nn.Parameter):
+        return chain, _MASKABLE[kind]
+    return f"its parametrization ({', '.join(type(p).__name__ for p in chain)}) may not keep a pruned entry at zero"
 
 
 def locked(model: nn.Module, types: tuple[type, ...], skip, layers_only: bool = False
