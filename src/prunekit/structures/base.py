@@ -133,8 +133,8 @@ def prunable(model: nn.Module, exclude: Any = (), *, layers_only: bool = False) 
 
     ``exclude`` holds rules of :mod:`prunekit.names` (module names covering their submodules,
     parameter names, globs, types). A weight shared by several modules is counted once. A weight
-    behind ``spectral_norm`` is pruned through the parametrization's original; other parametrized
-    weights are left dense with a warning (see :mod:`prunekit.structures.tensors`).
+    behind ``spectral_norm`` or ``weight_norm`` is pruned through the parametrization's input; other
+    parametrized weights are left dense with a warning (see :mod:`prunekit.structures.tensors`).
     """
     skip = exclude if isinstance(exclude, Matcher) else Matcher(model, exclude)
     check_ties(model, lambda name, module: skip(name, module, "weight"), PRUNABLE_TYPES)
