@@ -127,6 +127,8 @@ def test_parametrized_layers_do_not_refuse_structured_pruning():
     with pytest.warns(UserWarning, match="kept dense because whole units"):
         masks = pk.prune(normed(), 0.5, structure="neurons", example_inputs=X)
     assert set(masks) == {"2.weight", "2.bias"}
+    with pytest.raises(pk.UnsupportedLayerError, match=r"^0.parametrizations.weight.original1: .* parametrized weight"):
+        pk.prune(normed(), structure="2:4")  # 3 input channels: named, not 'ParametrizationList'
     model = nn.Sequential(nn.Linear(8, 8), P.weight_norm(nn.Linear(8, 8)), P.spectral_norm(nn.Linear(8, 4)))
     masks = pk.prune(model, structure="2:4")
     assert set(masks) == {"0.weight", "1.parametrizations.weight.original1", "2.parametrizations.weight.original"}

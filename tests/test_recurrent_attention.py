@@ -59,6 +59,11 @@ def test_recurrent_and_attention_weights_are_prunable_by_default():
     assert {"encoder.layers.0.self_attn.in_proj_weight", "encoder.layers.1.self_attn.in_proj_weight"} <= names
     assert "encoder.layers.0.self_attn.out_proj.weight" in names
     assert "rnn.weight_ih_l0" not in {t.qname for t in pk.prunable(build("lstm"), exclude=["rnn"])}
+    kept = {t.qname for t in pk.prunable(build("lstm"), exclude=["rnn.weight_hh_l0"])}
+    assert "rnn.weight_hh_l0" not in kept and "rnn.weight_ih_l0" in kept
+    masks = pk.prune(build("lstm"), scope={"rnn.weight_ih_l0": 0.5, "head": 0.25})
+    assert masks["rnn.weight_ih_l0"].float().mean() == 0.5 and masks["head.weight"].float().mean() == 0.75
+    assert masks["rnn.weight_hh_l0"].all()
 
 
 def test_separate_qkv_projections_are_prunable():

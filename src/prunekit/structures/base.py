@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..errors import NoPrunableLayersError
+from ..errors import NoPrunableLayersError, UnsupportedLayerError
 from ..inputs import check_ties
 from ..masks import attach, mask_of
 from ..names import Matcher
@@ -189,7 +189,10 @@ class TensorStructure(Structure):
                     f"kept whole by structure {self.name!r}; name it in prune_outputs=[...] to prune its outputs"
                 )
         for t in targets:
-            self.check(t.module, t.pname)
+            try:
+                self.check(t.module, t.pname)
+            except UnsupportedLayerError as err:  # name the tensor: the layer type alone may be ambiguous
+                raise type(err)(f"{t.qname}: {err}") from None
         return [Part(t.qname, [(names[id(t.module)], t.module, t.pname)], self.num_units(t.module, t.pname), [t], i)
                 for i, t in enumerate(targets)]
 
