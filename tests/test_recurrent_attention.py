@@ -239,3 +239,13 @@ def test_attention_rebuilt_by_head_compaction_stays_prunable_and_counted():
     s = {l.name: l for l in pk.summary(small, x).layers}
     batch, tokens, _ = INPUTS["mha"]
     assert s["encoder.layers.0.self_attn"].nonzero_macs == batch * tokens * int(attn.in_proj_weight.count_nonzero())
+
+
+def test_summary_counts_projected_lstm_on_an_unbatched_sequence():
+    lstm = nn.LSTM(8, 16, proj_size=4)
+    pk.prune(lstm, 0.5)
+    s = pk.summary(lstm, torch.randn(5, 8))  # 5 steps, no batch dimension
+    weights = [p for n, p in lstm.named_parameters() if n.startswith("weight_")]
+    assert {n for n, _ in lstm.named_parameters() if n.startswith("weight_")} == {"weight_ih_l0", "weight_hh_l0", "weight_hr_l0"}
+    assert s.macs == 5 * sum(w.numel() for w in weights)
+    assert s.nonzero_macs == 5 * sum(int(w.count_nonzero()) for w in weights)
