@@ -144,7 +144,7 @@ def _outputs(model: nn.Module, spec: Iterable[Any] | bool) -> Matcher | bool:
 def sparsity(model: nn.Module, exclude: Iterable[Any] = ()) -> float:
     """Fraction of the prunable weights (see :func:`prunable`, minus ``exclude``) that are exactly zero.
 
-    Parametrized weights that pruning leaves dense (``weight_norm``) count too, as they compute: the
+    Parametrized weights that pruning leaves dense (an unknown parametrization) count too, as they compute: the
     value never claims a target reached while a layer was skipped.
     """
     targets = prunable(model, exclude)

@@ -23,7 +23,6 @@ from torch.nn.utils.parametrizations import _SpectralNorm, _WeightNorm
 
 RECURRENT = (nn.RNNBase,)
 ATTENTION = (nn.MultiheadAttention,)
-EXTRA_TYPES: tuple[type, ...] = (*RECURRENT, *ATTENTION)
 _MASKABLE = {_SpectralNorm: "original", _WeightNorm: "original1"}  # the input whose zeros stay zero
 
 
@@ -74,7 +73,7 @@ def warn_locked(model: nn.Module, types: tuple[type, ...], skip, layers_only: bo
     for name, _, reason in locked(model, types, skip, layers_only):
         warnings.warn(
             f"layer {name!r}: its weight is kept dense because {reason}; fold the parametrization with "
-            f"torch.nn.utils.parametrize.remove_parametrizations(model.{name}, 'weight') to prune it, or exclude "
+            f"torch.nn.utils.parametrize.remove_parametrizations(model.get_submodule({name!r}), 'weight') to prune it, or exclude "
             f"it to silence this",
             UserWarning, stacklevel=4,
         )
