@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .inputs import check_forward
+from .structures.tensors import is_attention
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TCONV = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -125,12 +126,6 @@ def _recurrent_macs(module: nn.RNNBase, inputs: tuple) -> tuple[int, int]:
     return steps * sum(w.numel() for w in weights), steps * sum(int(torch.count_nonzero(w)) for w in weights)
 
 
-def _is_attention(module: nn.Module) -> bool:
-    """``nn.MultiheadAttention`` or a module shaped like it (``pk.compact``'s attention after head pruning)."""
-    return isinstance(module, nn.MultiheadAttention) or (
-        isinstance(getattr(module, "in_proj_weight", None), torch.Tensor) and isinstance(getattr(module, "out_proj", None), nn.Linear))
-
-
 def _attention_macs(module: nn.Module, args: tuple, kwargs: dict) -> list[tuple[nn.Module, int, int]]:
     """(layer, MACs, nonzero MACs) of the input projections (on ``module``) and of ``out_proj``."""
     q, k, v = (args[i] if i < len(args) else kwargs.get(n) for i, n in enumerate(("query", "key", "value")))
@@ -154,7 +149,7 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
     check_forward(model, example_inputs)
     layers: dict[nn.Module, LayerSummary] = {}
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, *_CONV, *_TCONV, nn.RNNBase)) or _is_conv1d(module) or _is_attention(module):
+        if isinstance(module, (nn.Linear, *_CONV, *_TCONV, nn.RNNBase)) or _is_conv1d(module) or is_attention(module):
             own = list(module.parameters(recurse=False))
             layers[module] = LayerSummary(
                 name,
@@ -164,7 +159,7 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
             )
 
     def hook(module: nn.Module, inputs: tuple, kwargs: dict, output: Any) -> None:
-        if _is_attention(module):
+        if is_attention(module):
             counts = _attention_macs(module, inputs, kwargs)
         elif isinstance(module, nn.RNNBase):
             counts = [(module, *_recurrent_macs(module, inputs))]
