@@ -14,6 +14,7 @@ from .inputs import check_data, check_forward, check_module, check_seed
 from .masks import Masks
 from .names import Matcher
 from .structures import PRUNABLE_TYPES, prunable
+from .structures.tensors import locked_weights
 
 METHODS: dict[str, tuple[str, str]] = {
     "global-magnitude": ("magnitude", "global"),
@@ -141,8 +142,13 @@ def _outputs(model: nn.Module, spec: Iterable[Any] | bool) -> Matcher | bool:
 
 
 def sparsity(model: nn.Module, exclude: Iterable[Any] = ()) -> float:
-    """Fraction of the prunable weights (Linear/Conv weights, minus ``exclude``) that are exactly zero."""
+    """Fraction of the prunable weights (see :func:`prunable`, minus ``exclude``) that are exactly zero.
+
+    Parametrized weights that pruning leaves dense (an unknown parametrization) count too, as they compute: the
+    value never claims a target reached while a layer was skipped.
+    """
     targets = prunable(model, exclude)
-    total = sum(t.param.numel() for t in targets)
-    zeros = sum(int((t.param == 0).sum()) for t in targets)
+    tensors = [t.param for t in targets] + locked_weights(model, PRUNABLE_TYPES, Matcher(model, exclude))
+    total = sum(t.numel() for t in tensors)
+    zeros = sum(int((t == 0).sum()) for t in tensors)
     return zeros / total

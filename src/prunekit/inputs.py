@@ -194,16 +194,3 @@ def check_ties(model: nn.Module, excluded: Callable[[str, nn.Module], bool], typ
                 f"the weight of {dropped[0]!r} (excluded) is tied to {kept[0]!r} (pruned), so pruning one prunes "
                 f"the other; exclude both {dropped[0]!r} and {kept[0]!r}, or neither"
             )
-
-
-def check_not_parametrized(model: nn.Module, types: tuple[type, ...]) -> None:
-    """Refuse layers whose weight is computed by a parametrization: a mask on it would not hold."""
-    from torch.nn.utils import parametrize
-
-    for name, module in model.named_modules():
-        if isinstance(module, types) and parametrize.is_parametrized(module, "weight"):
-            raise InvalidArgumentError(
-                f"{name or type(module).__name__}.weight is computed by a parametrization "
-                f"({type(module.parametrizations.weight[0]).__name__}), which pruning cannot hold at zero; call "
-                "torch.nn.utils.parametrize.remove_parametrizations on it first, or exclude it"
-            )

@@ -18,6 +18,8 @@ from typing import Iterator, Mapping
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _WeightNorm
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
@@ -101,6 +103,23 @@ def _zero_pruned(param: torch.Tensor, mask: torch.Tensor) -> None:
             p.bitwise_and_(b)
 
 
+class _PrunedWeightNorm(_WeightNorm):
+    """``weight_norm`` that computes 0 for a slice whose direction ``v`` is entirely pruned (not 0/0 = NaN).
+
+    Other slices run torch's own kernel, so they compute bit for bit what they did before pruning.
+    """
+
+    def forward(self, weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor:
+        empty = torch.norm_except_dim(weight_v, 2, self.dim) == 0
+        return torch._weight_norm(weight_v.masked_fill(empty, 1), weight_g, self.dim).masked_fill(empty, 0)
+
+
+def _hold_through_parametrization(module: nn.Module, name: str) -> None:
+    """Masking a ``weight_norm``'s direction ``v`` (``original1``) makes the norm safe for empty slices."""
+    if isinstance(module, parametrize.ParametrizationList) and name == "original1" and type(module[0]) is _WeightNorm:
+        module[0] = _PrunedWeightNorm(module[0].dim)
+
+
 def mask_of(module: nn.Module, name: str) -> torch.Tensor | None:
     """The mask of ``module.<name>`` (True = kept), or None when that parameter is not masked."""
     return module._buffers.get(name + MASK_SUFFIX)
@@ -129,6 +148,7 @@ def attach(module: nn.Module, name: str, mask: torch.Tensor, *, copy: bool = Tru
             f"mask for {name!r} has shape {tuple(mask.shape)}, but the parameter is {tuple(param.shape)}"
         )
     mask = mask.to(device=param.device, dtype=torch.bool)
+    _hold_through_parametrization(module, name)
     old = mask_of(module, name)
     if old is not None:
         old.logical_and_(mask)  # in place: masks only ever remove more

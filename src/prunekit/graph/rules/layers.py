@@ -5,6 +5,7 @@ the incoming labels; norms and per-channel parameters follow; anything channel-m
 """
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -40,6 +41,17 @@ def _shape_at(n: int, d: int, ndim: int) -> list[int]:
     return shp
 
 
+def _computed(tr: Tracer, x, out, dim: int, op: str) -> None:
+    """A layer whose weight is computed, not a parameter (weight_norm, spectral_norm): its channels stay."""
+    lab = tr.get(x)
+    if lab is not None:
+        tr.graph.lock(lab)
+    n = out.shape[dim]
+    tr.set(out, tr.graph.new(n, locked=True).reshape(_shape_at(n, dim, out.dim())))
+    warnings.warn(f"layer {tr.here()!r}: its {op} weight is computed (by a parametrization such as weight_norm), "
+                  "not a parameter, so its input and output channels are kept", UserWarning, stacklevel=2)
+
+
 def _owner(tr: Tracer, t, op: str) -> tuple[str, str]:
     owner = tr.param(t)
     if owner is None:
@@ -53,6 +65,8 @@ def conv(tr: Tracer, func, args, kwargs, out) -> None:
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
     groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
     op = func.__name__
+    if tr.param(w) is None:
+        return _computed(tr, x, out, 1, op)
     m, p = _owner(tr, w, op)
     cout, cin = w.shape[0], x.shape[1]
     lab = along(tr, x, 1, op)
@@ -84,6 +98,8 @@ def conv_transpose(tr: Tracer, func, args, kwargs, out) -> None:
     x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
     groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
+    if tr.param(w) is None:
+        return _computed(tr, x, out, 1, func.__name__)
     m, p = _owner(tr, w, func.__name__)
     lab = along(tr, x, 1, func.__name__)
     cout = w.shape[1] * groups
@@ -117,6 +133,8 @@ def _dense(tr: Tracer, x, w, bias, in_dim: int, out_dim: int, op: str) -> tuple[
 def linear(tr: Tracer, func, args, kwargs, out) -> None:
     x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    if tr.param(w) is None:
+        return _computed(tr, x, out, -1, "linear")
     out_lab, tracked = _dense(tr, x, w, bias, 1, 0, "linear")
     m, p = tr.param(w)
     in_slot = (m, p, 1) if tracked else None
