@@ -1,0 +1,80 @@
+"""Channel and head pruning of `transformers` models built from small configs: compacted equals masked.
+
+Each model is compared on its example input, another batch size, another length (or resolution), a
+padding mask and, for decoders, one KV-cache step (see tests/hf_models.py).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import prunekit as pk
+
+pytest.importorskip("transformers")
+import hf_models as H  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+
+
+def prune_and_compact(name: str, structure: str, attn: str = "sdpa", sparsity: float = 0.5):
+    torch.manual_seed(0)
+    model = H.BUILDERS[name](attn).eval()
+    x = H.example(name)
+    pk.prune(model, sparsity, structure=structure, example_inputs=x)
+    return model, pk.compact(model, x)
+
+
+def assert_same(model: nn.Module, small: nn.Module, name: str) -> None:
+    worst = H.differences(model, small, name)
+    assert max(worst.values()) < 1e-5, worst
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+class GQA(nn.Module):
+    """Grouped-query attention written by hand: 4 query heads share 2 key/value heads, no repeat_kv."""
+
+    def __init__(self, d: int = 16, heads: int = 4, kv: int = 2):
+        super().__init__()
+        self.hd = d // heads
+        self.q, self.k, self.v = nn.Linear(d, d), nn.Linear(d, kv * self.hd), nn.Linear(d, kv * self.hd)
+        self.o, self.up, self.down = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, k, v = (p(x).view(b, t, -1, self.hd).transpose(1, 2) for p in (self.q, self.k, self.v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        x = x + self.o(a.transpose(1, 2).reshape(b, t, -1))
+        return x + self.down(F.relu(self.up(x)))
+
+
+def test_hand_written_gqa_loses_whole_kv_groups():
+    torch.manual_seed(0)
+    model, x = GQA().eval(), torch.randn(2, 5, 16)
+    pk.prune(model, 0.5, structure="heads", example_inputs=x)
+    small = pk.compact(model, x)
+    assert small.k.out_features == 4 and small.q.out_features == 8  # one KV group: 1 kv head + its 2 query heads
+    for shape in ((2, 5, 16), (3, 9, 16)):
+        y = torch.randn(shape)
+        torch.testing.assert_close(small(y), model(y), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("name", ["llama", "qwen2"])
+def test_gqa_heads_go_by_kv_group(name, attn):
+    model, small = prune_and_compact(name, "heads", attn)
+    assert_same(model, small, name)
+    for layer in small.model.layers:
+        a = layer.self_attn
+        heads, kv = a.q_proj.out_features // a.head_dim, a.k_proj.out_features // a.head_dim
+        assert heads == kv * a.num_key_value_groups and a.o_proj.in_features == heads * a.head_dim
+    assert sum(layer.self_attn.k_proj.out_features for layer in small.model.layers) < 2 * 2 * 8
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2"])
+def test_gqa_model_mlp_channels(name):
+    model, small = prune_and_compact(name, "channels")
+    assert_same(model, small, name)
+    assert all(layer.mlp.gate_proj.out_features == layer.mlp.down_proj.in_features for layer in small.model.layers)
+    assert sum(layer.mlp.up_proj.out_features for layer in small.model.layers) < 2 * 48
