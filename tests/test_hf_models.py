@@ -78,3 +78,17 @@ def test_gqa_model_mlp_channels(name):
     assert_same(model, small, name)
     assert all(layer.mlp.gate_proj.out_features == layer.mlp.down_proj.in_features for layer in small.model.layers)
     assert sum(layer.mlp.up_proj.out_features for layer in small.model.layers) < 2 * 48
+
+
+@pytest.mark.parametrize("name", ["gpt2", "qwen2", "bart", "whisper", "t5"])
+def test_tied_embeddings_saved_once_and_tied_again(name, tmp_path):
+    model, small = prune_and_compact(name, "channels")
+    pk.save_compact(small, tmp_path / name)
+    torch.manual_seed(1)  # the factory's own random weights must all be overwritten
+    loaded = pk.load_compact(tmp_path / name, lambda: H.BUILDERS[name]()).eval()
+    out, emb = loaded.get_output_embeddings(), loaded.get_input_embeddings()
+    assert out.weight is emb.weight  # the tie is restored, not two copies
+    assert list(loaded.state_dict()) == list(small.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(small.state_dict().values(), loaded.state_dict().values()))
+    for label, diff in H.differences(small, loaded, name).items():
+        assert diff == 0.0, label

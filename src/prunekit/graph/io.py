@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import safefiles
 from ..errors import InvalidArgumentError, PruneError, StorageFormatError
-from .compact import PLAN_ATTR, apply_plan
+from .compact import PLAN_ATTR, _resolve, apply_plan
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -31,11 +31,45 @@ def save_compact(model: nn.Module, path: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise StorageFormatError(f"{path} is a file; save_compact writes a folder, so pass a folder path")
     path.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"format": FORMAT, "version": 1, "plan": plan})
+    tensors, ties = _shared_once(model.state_dict())
+    text = json.dumps({"format": FORMAT, "version": 1, "plan": plan, "ties": ties})
     (path / MANIFEST).write_text(text)
     meta = {"format": FORMAT, "manifest_sha256": hashlib.sha256(text.encode()).hexdigest()}
-    safefiles.write(path / WEIGHTS, model.state_dict(), meta)
+    safefiles.write(path / WEIGHTS, tensors, meta)
     return path
+
+
+def _shared_once(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors with each tied one (e.g. input and output embeddings) stored once, and ``{alias: stored name}``.
+
+    A tensor that only overlaps another's memory without being the same view is stored as a copy.
+    """
+    kept: dict[tuple, str] = {}
+    spans: list[tuple[int, int]] = []
+    tensors, ties = {}, {}
+    for name, t in state.items():
+        if t.device.type == "meta" or t.numel() == 0:
+            tensors[name] = t
+            continue
+        start = t.untyped_storage().data_ptr() + t.storage_offset() * t.element_size()
+        key = (start, tuple(t.shape), tuple(t.stride()), t.dtype)
+        if key in kept:
+            ties[name] = kept[key]
+            continue
+        end = start + t.element_size() * (1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride())))
+        overlaps = any(start < e and s < end for s, e in spans)
+        kept[key] = name
+        spans.append((start, end))
+        tensors[name] = t.clone() if overlaps else t
+    return tensors, ties
+
+
+def _tie(model: nn.Module, ties: dict[str, str]) -> None:
+    """Make each alias name hold the very tensor its stored name holds, as it did when saved."""
+    for alias, name in ties.items():
+        owner, leaf = _resolve(model, alias)
+        table = owner._parameters if leaf in owner._parameters else owner._buffers
+        table[leaf] = getattr(*_resolve(model, name))
 
 
 def _bad(where: Path, what: str) -> StorageFormatError:
@@ -53,7 +87,10 @@ def _read_manifest(path: Path) -> tuple[dict, bytes]:
     plan = manifest.get("plan")
     if not isinstance(plan, dict) or not all(isinstance(plan.get(k), dict) for k in ("params", "attrs", "mha")):
         raise _bad(path, "its plan must be a mapping with the mappings params, attrs and mha")
-    return plan, raw
+    ties = manifest.get("ties", {})
+    if not isinstance(ties, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ties.items()):
+        raise _bad(path, "its ties must map tensor names to tensor names")
+    return plan, ties, raw
 
 
 def _check_plan(where: Path, plan: dict, model: nn.Module) -> None:
@@ -93,7 +130,7 @@ def load_compact(path: str | Path, factory: Callable[[], nn.Module]) -> nn.Modul
     path = Path(path)
     if not (path / MANIFEST).is_file() or not (path / WEIGHTS).is_file():
         raise StorageFormatError(f"{path} is not a compact-model folder (needs {MANIFEST} and {WEIGHTS})")
-    plan, raw = _read_manifest(path / MANIFEST)
+    plan, ties, raw = _read_manifest(path / MANIFEST)
     tensors, meta = safefiles.read(path / WEIGHTS, StorageFormatError, "compact-model weights file")
     if meta.get("format") != FORMAT or meta.get("manifest_sha256") != hashlib.sha256(raw).hexdigest():
         raise _bad(path / WEIGHTS, f"it does not belong to {path / MANIFEST} (the manifest digest differs)")
@@ -101,12 +138,25 @@ def load_compact(path: str | Path, factory: Callable[[], nn.Module]) -> nn.Modul
     if not isinstance(model, nn.Module):
         raise InvalidArgumentError(f"factory() must return an nn.Module, got {type(model).__name__}")
     _check_plan(path / MANIFEST, plan, model)
+    _check_ties(path / MANIFEST, ties, model, tensors)
     model = apply_plan(model, plan)
     try:
-        model.load_state_dict(tensors)
+        model.load_state_dict({**tensors, **{alias: tensors[name] for alias, name in ties.items()}})
     except RuntimeError as err:
         raise StorageFormatError(f"the weights in {path} do not fit factory()'s architecture: {err}") from None
+    _tie(model, ties)
     return model
+
+
+def _check_ties(where: Path, ties: dict[str, str], model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Each tie names a stored tensor and a tensor of ``model`` of the same kind (parameter or buffer)."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    buffers = dict(model.named_buffers(remove_duplicate=False))
+    for alias, name in ties.items():
+        same_kind = (alias in params and name in params) or (alias in buffers and name in buffers)
+        if name not in tensors or not same_kind:
+            raise _bad(where, f"ties {alias!r} to {name!r}, but the weights file or factory()'s model lacks one "
+                              "of them")
 
 
 def export_compact(model: nn.Module, example_inputs: Any, path: str | Path) -> Path:
