@@ -92,3 +92,68 @@ def test_tied_embeddings_saved_once_and_tied_again(name, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(small.state_dict().values(), loaded.state_dict().values()))
     for label, diff in H.differences(small, loaded, name).items():
         assert diff == 0.0, label
+
+
+def _identical(a: nn.Module, b: nn.Module, name: str) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert all(diff == 0.0 for diff in H.differences(a, b, name).values())
+
+
+@pytest.mark.parametrize("name,structure", [("llama", "heads"), ("llama", "channels"), ("qwen2", "heads"),
+                                            ("gpt2", "channels"), ("bart", "channels"), ("t5", "channels"),
+                                            ("bert", "channels"), ("vit", "channels")])
+def test_save_pretrained_loads_with_from_pretrained(name, structure, tmp_path):
+    torch.manual_seed(0)
+    model, x = H.BUILDERS[name]().eval(), H.example(name)
+    pk.prune(model, 0.5, structure=structure, example_inputs=x, scope="layer")
+    small = pk.compact(model, x)
+    pk.save_pretrained(small, tmp_path / name)
+    loaded = type(small).from_pretrained(tmp_path / name).eval()
+    _identical(small, loaded, name)
+    if name == "llama":
+        cfg = loaded.config
+        layer = loaded.model.layers[0]
+        assert cfg.num_attention_heads * cfg.head_dim == layer.self_attn.q_proj.out_features
+        assert cfg.num_key_value_heads * cfg.head_dim == layer.self_attn.k_proj.out_features
+        assert cfg.intermediate_size == layer.mlp.up_proj.out_features
+        assert (cfg.num_attention_heads, cfg.intermediate_size) != (8, 48)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bart", "bert", "whisper"])
+def test_heads_the_config_cannot_express_are_refused_but_save_compact_works(name, tmp_path):
+    model, small = prune_and_compact(name, "heads")
+    with pytest.raises(pk.ExportError, match="cannot describe the compacted .*pk.save_compact"):
+        pk.save_pretrained(small, tmp_path / "hf")
+    pk.save_compact(small, tmp_path / "pk")
+    _identical(small, pk.load_compact(tmp_path / "pk", H.BUILDERS[name]).eval(), name)
+
+
+def test_layers_of_different_sizes_are_refused_by_name(tmp_path):
+    torch.manual_seed(0)
+    model, x = H.llama().eval(), H.example("llama")
+    pk.prune(model, structure="channels", example_inputs=x, scope={"model.layers.0.mlp.*": 0.5})
+    small = pk.compact(model, x)
+    with pytest.raises(pk.ExportError, match=r"one intermediate_size for all layers, but .* keep \[24, 24, 48, 48\]"):
+        pk.save_pretrained(small, tmp_path / "hf")
+    pk.save_compact(small, tmp_path / "pk")
+    _identical(small, pk.load_compact(tmp_path / "pk", H.llama).eval(), "llama")
+
+
+def test_save_pretrained_needs_a_transformers_model(tmp_path):
+    with pytest.raises(pk.ExportError, match="pk.save_compact"):
+        pk.save_pretrained(GQA(), tmp_path / "x")
+
+
+@pytest.mark.parametrize("name,structure,outcome", [
+    ("llama", "heads", "ok"), ("qwen2", "channels", "ok"), ("gpt2", "heads", "ok"), ("bert", "heads", "ok"),
+    ("bart", "heads", "ok"), ("vit", "heads", "ok"), ("whisper", "channels", "ok"), ("t5", "channels", "ok"),
+    ("t5", "heads", "refused"),
+])
+def test_architectures_compact_equal_or_refuse(name, structure, outcome):
+    if outcome == "refused":  # T5's relative position bias is shared by every layer's heads
+        with pytest.raises(pk.PruneError):
+            prune_and_compact(name, structure)
+        return
+    model, small = prune_and_compact(name, structure)
+    assert_same(model, small, name)

@@ -1,0 +1,169 @@
+"""Hugging Face ``transformers`` models after compaction: config fields that tell the new sizes, save_pretrained.
+
+A compacted model's layers are smaller than its ``config`` says. :func:`sync_config` measures each
+layer (heads from the query projection, MLP width from its first projection) and writes the sizes
+into the config fields the architecture reads, when every layer agrees. :func:`save_pretrained` writes a
+folder ``from_pretrained`` loads as is, or refuses, naming the field, when layers differ (a config
+holds one size for all layers) or when a fresh model built from the new config would not match.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ExportError
+
+_ENC, _DEC = r"(^|\.)encoder\.", r"(^|\.)decoder\."
+
+
+def _rows(module: nn.Module) -> int | None:
+    """Output width of a Linear (or of transformers' Conv1D, which keeps its weight as (in, out))."""
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    nf = getattr(module, "nf", None)
+    return nf if isinstance(nf, int) else None
+
+
+def _head_dim(attn: nn.Module) -> int | None:
+    for attr in ("head_dim", "attention_head_size", "key_value_proj_dim"):
+        value = getattr(attn, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _projection(attn: nn.Module, names: tuple[str, ...], parts: int = 1) -> int | None:
+    """Heads fed by the first of ``names`` that ``attn`` has (a fused q/k/v projection holds ``parts`` of them)."""
+    hd = _head_dim(attn)
+    for n in names:
+        proj = getattr(attn, n, None)
+        if proj is not None and hd and _rows(proj):
+            return _rows(proj) // (parts * hd)
+    return None
+
+
+def _heads(attn: nn.Module) -> int | None:
+    return _projection(attn, ("q_proj", "query", "q")) or _projection(attn, ("c_attn",), 3)
+
+
+def _kv_heads(attn: nn.Module) -> int | None:
+    return _projection(attn, ("k_proj",))
+
+
+# (config field, which modules hold it, how one module tells its value); a field counts only where the
+# architecture's config has it (BART's encoder_attention_heads, GPT-2's n_head...)
+FIELDS: tuple[tuple[str, str, Callable[[nn.Module], int | None]], ...] = (
+    ("num_attention_heads", r"(^|\.)(self_attn|attention(\.self|\.attention)?)$", _heads),
+    ("num_key_value_heads", r"(^|\.)self_attn$", _kv_heads),
+    ("intermediate_size", r"(mlp\.(gate_proj|up_proj|fc1)|intermediate\.dense)$", _rows),
+    ("n_head", r"\.attn$", _heads),
+    ("n_inner", r"\.mlp\.c_fc$", _rows),
+    ("encoder_attention_heads", _ENC + r".*\.self_attn$", _heads),
+    ("decoder_attention_heads", _DEC + r".*\.(self_attn|encoder_attn)$", _heads),
+    ("encoder_ffn_dim", _ENC + r".*\.fc1$", _rows),
+    ("decoder_ffn_dim", _DEC + r".*\.fc1$", _rows),
+    ("num_heads", r"\.(SelfAttention|EncDecAttention)$", _heads),
+    ("d_ff", r"\.DenseReluDense\.wi(_0|_1)?$", _rows),
+)
+
+
+def is_transformers(model: nn.Module) -> bool:
+    """Whether ``model`` is a ``transformers`` model (it has a config that can write config.json)."""
+    config = getattr(model, "config", None)
+    return callable(getattr(config, "to_dict", None)) and callable(getattr(model, "save_pretrained", None))
+
+
+def layer_sizes(model: nn.Module) -> dict[str, list[int]]:
+    """Per config field, the size each layer has now, in module order."""
+    present = model.config.to_dict()
+    sizes: dict[str, list[int]] = {}
+    for field, pattern, measure in FIELDS:
+        if field not in present:
+            continue
+        values = [v for name, m in model.named_modules() if re.search(pattern, name) and (v := measure(m))]
+        if values:
+            sizes[field] = values
+    return sizes
+
+
+def sync_config(model: nn.Module) -> dict[str, list[int]]:
+    """Write the sizes every layer agrees on into ``model.config``; return the fields whose layers differ."""
+    if not is_transformers(model):
+        return {}
+    uneven = {}
+    for field, values in layer_sizes(model).items():
+        if len(set(values)) == 1:
+            setattr(model.config, field, values[0])
+        else:
+            uneven[field] = values
+    return uneven
+
+
+def save_pretrained(model: nn.Module, path: str | Path) -> Path:
+    """Save a compacted ``transformers`` model as a folder ``AutoModel….from_pretrained(path)`` loads.
+
+    Its ``config.json`` carries the new sizes. Refused with :class:`ExportError` when layers kept
+    different sizes (prune with ``scope="layer"`` for equal ones, or use ``pk.save_compact``).
+    """
+    if not is_transformers(model):
+        raise ExportError(f"save_pretrained needs a transformers model (with .config); {type(model).__name__} is "
+                          "not one: use pk.save_compact(model, path) and pk.load_compact(path, factory)")
+    uneven = sync_config(model)
+    if uneven:
+        field, values = next(iter(uneven.items()))
+        raise ExportError(
+            f"{type(model.config).__name__} holds one {field} for all layers, but the compacted layers keep "
+            f"{values}; prune with scope='layer' (the same fraction in every layer) to save a from_pretrained "
+            "folder, or save with pk.save_compact(model, path) and load with pk.load_compact(path, factory) "
+            "where factory builds the original architecture"
+        )
+    config = _checked_config(model)
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ExportError(f"{path} is a file; save_pretrained writes a folder, so pass a folder path")
+    model.config = config
+    model.save_pretrained(str(path))
+    return path
+
+
+def _checked_config(model: nn.Module):
+    """``model.config`` rebuilt as from_pretrained would (validated), once a model built from it has ``model``'s shapes.
+
+    A config without a ``head_dim`` field is also tried with one (Qwen2 reads it when present), as the
+    compacted heads keep their size while their count falls.
+    """
+    config = model.config
+    dims = {d for m in model.modules() if _heads(m) and (d := _head_dim(m))}
+    tries = [{}] + ([{"head_dim": dims.pop()}] if len(dims) == 1 and "head_dim" not in config.to_dict() else [])
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for extra in tries:
+        fresh, wrong = _build(model, {**copy.deepcopy(config.to_dict()), **extra}, have)
+        if not wrong:
+            return fresh
+    k, want = wrong[0]
+    told = ", ".join(f"{f}={getattr(config, f)}" for f in layer_sizes(model)) or "no size field"
+    raise ExportError(
+        f"{type(config).__name__} cannot describe the compacted {type(model).__name__}: with {told} it builds "
+        f"{k} as {want}, but the compacted one is {have[k]} ({len(wrong)} tensors differ; the config "
+        "derives that size from others, e.g. head size = hidden size / heads, or has no field for it). "
+        "Save with pk.save_compact(model, path) and load with pk.load_compact(path, factory), or exclude "
+        "those layers from pruning"
+    )
+
+
+def _build(model: nn.Module, fields: dict, have: dict[str, tuple]) -> tuple:
+    """The config ``fields`` make, validated, and the tensors whose shape a model built from it gets wrong."""
+    try:
+        fresh = type(model.config).from_dict(fields)
+        with torch.device("meta"):
+            reference = type(model)._from_config(fresh)
+    except (ValueError, TypeError, AssertionError, RuntimeError) as err:
+        raise ExportError(f"{type(model.config).__name__} cannot describe the compacted sizes ({err}); save with "
+                          "pk.save_compact(model, path) and load with pk.load_compact(path, factory)") from None
+    want = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    return fresh, [(k, want[k]) for k in have if want.get(k, have[k]) != have[k]]
