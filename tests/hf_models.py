@@ -36,6 +36,14 @@ def qwen2(attn: str = "sdpa", tied: bool = True) -> nn.Module:
     return t.Qwen2ForCausalLM._from_config(cfg, attn_implementation=attn)
 
 
+def mistral(attn: str = "sdpa") -> nn.Module:
+    t = _t()
+    cfg = t.MistralConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, head_dim=8, max_position_embeddings=64, sliding_window=4,
+                          pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return t.MistralForCausalLM._from_config(cfg, attn_implementation=attn)
+
+
 def gpt2(attn: str = "sdpa") -> nn.Module:
     t = _t()
     cfg = t.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=V, n_positions=64, bos_token_id=1, eos_token_id=2)
@@ -53,7 +61,8 @@ def bart(attn: str = "sdpa") -> nn.Module:
     t = _t()
     cfg = t.BartConfig(vocab_size=V, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
                        decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64,
-                       pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None)
+                       pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2,
+                       forced_eos_token_id=None)
     return t.BartForConditionalGeneration._from_config(cfg, attn_implementation=attn)
 
 
@@ -81,9 +90,9 @@ def whisper(attn: str = "sdpa") -> nn.Module:
 
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "llama": llama, "qwen2": qwen2, "gpt2": gpt2, "bert": bert, "bart": bart, "t5": t5, "vit": vit, "whisper": whisper,
+    "llama": llama, "qwen2": qwen2, "mistral": mistral, "gpt2": gpt2, "bert": bert, "bart": bart, "t5": t5, "vit": vit, "whisper": whisper,
 }
-DECODERS = {"llama", "qwen2", "gpt2"}
+DECODERS = {"llama", "qwen2", "mistral", "gpt2"}
 SEQ2SEQ = {"bart", "t5", "whisper"}
 
 

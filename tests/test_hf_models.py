@@ -70,6 +70,10 @@ def test_gqa_heads_go_by_kv_group(name, attn):
         heads, kv = a.q_proj.out_features // a.head_dim, a.k_proj.out_features // a.head_dim
         assert heads == kv * a.num_key_value_groups and a.o_proj.in_features == heads * a.head_dim
     assert sum(layer.self_attn.k_proj.out_features for layer in small.model.layers) < 2 * 2 * 8
+    a = small.model.layers[0].self_attn  # global scope left the two layers equal here: the config says so
+    assert small.config.num_attention_heads * a.head_dim == a.q_proj.out_features
+    assert small.config.num_key_value_heads * a.head_dim == a.k_proj.out_features
+    assert model.config.num_attention_heads == (8 if name == "llama" else 4)  # the masked model's is untouched
 
 
 @pytest.mark.parametrize("name", ["llama", "qwen2"])
@@ -146,7 +150,8 @@ def test_save_pretrained_needs_a_transformers_model(tmp_path):
 
 
 @pytest.mark.parametrize("name,structure,outcome", [
-    ("llama", "heads", "ok"), ("qwen2", "channels", "ok"), ("gpt2", "heads", "ok"), ("bert", "heads", "ok"),
+    ("llama", "heads", "ok"), ("qwen2", "channels", "ok"), ("mistral", "heads", "ok"), ("gpt2", "heads", "ok"),
+    ("bert", "heads", "ok"),
     ("bart", "heads", "ok"), ("vit", "heads", "ok"), ("whisper", "channels", "ok"), ("t5", "channels", "ok"),
     ("t5", "heads", "refused"),
 ])
@@ -157,3 +162,26 @@ def test_architectures_compact_equal_or_refuse(name, structure, outcome):
         return
     model, small = prune_and_compact(name, structure)
     assert_same(model, small, name)
+
+
+class RepeatedKV(GQA):
+    """The same attention written out: key/value heads repeated with repeat_interleave, softmax by hand."""
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, k, v = (p(x).view(b, t, -1, self.hd).transpose(1, 2) for p in (self.q, self.k, self.v))
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, dim=1), torch.repeat_interleave(v, groups, 1)
+        a = (q @ k.transpose(-1, -2) / self.hd ** 0.5).softmax(-1) @ v
+        x = x + self.o(a.transpose(1, 2).reshape(b, t, -1))
+        return x + self.down(F.relu(self.up(x)))
+
+
+def test_repeat_interleave_gqa_loses_whole_kv_groups():
+    torch.manual_seed(0)
+    model, x = RepeatedKV().eval(), torch.randn(2, 5, 16)
+    pk.prune(model, 0.5, structure="heads", example_inputs=x)
+    small = pk.compact(model, x)
+    assert small.k.out_features == 4 and small.q.out_features == 8
+    y = torch.randn(3, 9, 16)
+    torch.testing.assert_close(small(y), model(y), atol=1e-6, rtol=1e-6)
