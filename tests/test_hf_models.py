@@ -44,14 +44,26 @@ class GQA(nn.Module):
     def forward(self, x):
         b, t, _ = x.shape
         q, k, v = (p(x).view(b, t, -1, self.hd).transpose(1, 2) for p in (self.q, self.k, self.v))
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        x = x + self.o(a.transpose(1, 2).reshape(b, t, -1))
+        x = x + self.o(self.attend(q, k, v).transpose(1, 2).reshape(b, t, -1))
         return x + self.down(F.relu(self.up(x)))
 
+    def attend(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
 
-def test_hand_written_gqa_loses_whole_kv_groups():
+
+class RepeatedKV(GQA):
+    """The same attention written out: key/value heads repeated with repeat_interleave, softmax by hand."""
+
+    def attend(self, q, k, v):
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, dim=1), torch.repeat_interleave(v, groups, 1)
+        return (q @ k.transpose(-1, -2) / self.hd ** 0.5).softmax(-1) @ v
+
+
+@pytest.mark.parametrize("factory", [GQA, RepeatedKV])
+def test_hand_written_gqa_loses_whole_kv_groups(factory):
     torch.manual_seed(0)
-    model, x = GQA().eval(), torch.randn(2, 5, 16)
+    model, x = factory().eval(), torch.randn(2, 5, 16)
     pk.prune(model, 0.5, structure="heads", example_inputs=x)
     small = pk.compact(model, x)
     assert small.k.out_features == 4 and small.q.out_features == 8  # one KV group: 1 kv head + its 2 query heads
@@ -164,24 +176,10 @@ def test_architectures_compact_equal_or_refuse(name, structure, outcome):
     assert_same(model, small, name)
 
 
-class RepeatedKV(GQA):
-    """The same attention written out: key/value heads repeated with repeat_interleave, softmax by hand."""
 
-    def forward(self, x):
-        b, t, _ = x.shape
-        q, k, v = (p(x).view(b, t, -1, self.hd).transpose(1, 2) for p in (self.q, self.k, self.v))
-        groups = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(groups, dim=1), torch.repeat_interleave(v, groups, 1)
-        a = (q @ k.transpose(-1, -2) / self.hd ** 0.5).softmax(-1) @ v
-        x = x + self.o(a.transpose(1, 2).reshape(b, t, -1))
-        return x + self.down(F.relu(self.up(x)))
-
-
-def test_repeat_interleave_gqa_loses_whole_kv_groups():
+def test_save_pretrained_refuses_a_masked_model(tmp_path):
     torch.manual_seed(0)
-    model, x = RepeatedKV().eval(), torch.randn(2, 5, 16)
+    model, x = H.llama().eval(), H.example("llama")
     pk.prune(model, 0.5, structure="heads", example_inputs=x)
-    small = pk.compact(model, x)
-    assert small.k.out_features == 4 and small.q.out_features == 8
-    y = torch.randn(3, 9, 16)
-    torch.testing.assert_close(small(y), model(y), atol=1e-6, rtol=1e-6)
+    with pytest.raises(pk.ExportError, match="still carries a pruning mask.*pk.compact"):
+        pk.save_pretrained(model, tmp_path / "hf")

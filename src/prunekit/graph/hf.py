@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from ..masks import masked_parameters
 
 _ENC, _DEC = r"(^|\.)encoder\.", r"(^|\.)decoder\."
 
@@ -113,6 +114,10 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
     if not is_transformers(model):
         raise ExportError(f"save_pretrained needs a transformers model (with .config); {type(model).__name__} is "
                           "not one: use pk.save_compact(model, path) and pk.load_compact(path, factory)")
+    masked = next(masked_parameters(model), None)
+    if masked is not None:
+        raise ExportError(f"{masked[0]} still carries a pruning mask, which from_pretrained cannot load: save the "
+                          "model pk.compact returns (smaller layers, no masks), or call pk.unprune(model) first")
     uneven = sync_config(model)
     if uneven:
         field, values = next(iter(uneven.items()))
