@@ -76,3 +76,12 @@ def test_bad_ties_are_refused(tmp_path):
     safefiles.write(weights, tensors, {**meta, "manifest_sha256": hashlib.sha256(text.encode()).hexdigest()})
     with pytest.raises(pk.StorageFormatError, match="ties 'head.weight' to 'nothing.weight'"):
         pk.load_compact(tmp_path / "lm", TiedLM)
+
+
+def test_load_without_factory_needs_a_transformers_model(tmp_path):
+    torch.manual_seed(0)
+    model, ids = TiedLM().eval(), torch.randint(0, 20, (2, 5))
+    pk.prune(model, 0.5, structure="channels", example_inputs=ids)
+    pk.save_compact(pk.compact(model, ids), tmp_path / "lm")
+    with pytest.raises(pk.InvalidArgumentError, match="pass factory="):
+        pk.load_compact(tmp_path / "lm")

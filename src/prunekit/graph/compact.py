@@ -18,7 +18,7 @@ from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
 from .fold import constants, consumer_inputs, dead_roots, fold
-from .hf import sync_config
+from .hf import resized
 from .trace import trace
 
 PLAN_ATTR = "_prunekit_plan"
@@ -139,7 +139,7 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
     for qname, value in plan["attrs"].items():
         module, leaf = _resolve(model, qname)
         setattr(module, leaf, value)
-    sync_config(model)
+    resized(model)
     setattr(model, PLAN_ATTR, plan)
     return model
 

@@ -9,6 +9,7 @@ holds one size for all layers) or when a fresh model built from the new config w
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Callable
@@ -16,10 +17,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import ExportError
+from ..errors import ExportError, StorageFormatError
 from ..masks import masked_parameters
 
 _ENC, _DEC = r"(^|\.)encoder\.", r"(^|\.)decoder\."
+BASE_ATTR = "_prunekit_base"  # the transformers class and config a compacted model was built from
 
 
 def _rows(module: nn.Module) -> int | None:
@@ -92,6 +94,34 @@ def layer_sizes(model: nn.Module) -> dict[str, list[int]]:
     return sizes
 
 
+def resized(model: nn.Module) -> None:
+    """After compaction resized ``model``: remember the architecture it was built as, then sync its config."""
+    if is_transformers(model):
+        config = json.loads(model.config.to_json_string(use_diff=False))
+        setattr(model, BASE_ATTR, {"class": type(model).__name__, "config": config,
+                                   "attn_implementation": getattr(model.config, "_attn_implementation", None)})
+        sync_config(model)
+
+
+def base_model(spec: dict) -> nn.Module:
+    """A fresh model of the architecture :func:`resized` remembered (``pk.load_compact`` without a factory)."""
+    try:
+        import transformers
+    except ImportError:
+        raise StorageFormatError("this compact model is a transformers model: install transformers, or pass "
+                                 "load_compact a factory that builds the original architecture") from None
+    cls = getattr(transformers, spec["class"], None)
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module) or not hasattr(cls, "config_class"):
+        raise StorageFormatError(f"transformers {transformers.__version__} has no model class {spec['class']!r}; "
+                                 "pass load_compact a factory that builds the original architecture")
+    try:
+        config = cls.config_class.from_dict(spec["config"])
+        return cls._from_config(config, attn_implementation=spec.get("attn_implementation"))
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise StorageFormatError(f"the saved {spec['class']} config does not build a model ({err}); pass "
+                                 "load_compact a factory that builds the original architecture") from None
+
+
 def sync_config(model: nn.Module) -> dict[str, list[int]]:
     """Write the sizes every layer agrees on into ``model.config``; return the fields whose layers differ."""
     if not is_transformers(model):
@@ -124,8 +154,7 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
         raise ExportError(
             f"{type(model.config).__name__} holds one {field} for all layers, but the compacted layers keep "
             f"{values}; prune with scope='layer' (the same fraction in every layer) to save a from_pretrained "
-            "folder, or save with pk.save_compact(model, path) and load with pk.load_compact(path, factory) "
-            "where factory builds the original architecture"
+            "folder, or save with pk.save_compact(model, path) and load with pk.load_compact(path)"
         )
     config = _checked_config(model)
     path = Path(path)
@@ -156,8 +185,8 @@ def _checked_config(model: nn.Module):
         f"{type(config).__name__} cannot describe the compacted {type(model).__name__}: with {told} it builds "
         f"{k} as {want}, but the compacted one is {have[k]} ({len(wrong)} tensors differ; the config "
         "derives that size from others, e.g. head size = hidden size / heads, or has no field for it). "
-        "Save with pk.save_compact(model, path) and load with pk.load_compact(path, factory), or exclude "
-        "those layers from pruning"
+        "Save with pk.save_compact(model, path) and load with pk.load_compact(path), or exclude those layers "
+        "from pruning"
     )
 
 
@@ -169,6 +198,6 @@ def _build(model: nn.Module, fields: dict, have: dict[str, tuple]) -> tuple:
             reference = type(model)._from_config(fresh)
     except (ValueError, TypeError, AssertionError, RuntimeError) as err:
         raise ExportError(f"{type(model.config).__name__} cannot describe the compacted sizes ({err}); save with "
-                          "pk.save_compact(model, path) and load with pk.load_compact(path, factory)") from None
+                          "pk.save_compact(model, path) and load with pk.load_compact(path)") from None
     want = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     return fresh, [(k, want[k]) for k in have if want.get(k, have[k]) != have[k]]

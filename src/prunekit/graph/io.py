@@ -16,6 +16,7 @@ from torch import nn
 from .. import safefiles
 from ..errors import InvalidArgumentError, PruneError, StorageFormatError
 from .compact import PLAN_ATTR, _resolve, apply_plan
+from .hf import BASE_ATTR, base_model
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -32,7 +33,10 @@ def save_compact(model: nn.Module, path: str | Path) -> Path:
         raise StorageFormatError(f"{path} is a file; save_compact writes a folder, so pass a folder path")
     path.mkdir(parents=True, exist_ok=True)
     tensors, ties = _shared_once(model.state_dict())
-    text = json.dumps({"format": FORMAT, "version": 1, "plan": plan, "ties": ties})
+    manifest = {"format": FORMAT, "version": 1, "plan": plan, "ties": ties}
+    if getattr(model, BASE_ATTR, None) is not None:  # lets load_compact rebuild it without a factory
+        manifest["transformers"] = getattr(model, BASE_ATTR)
+    text = json.dumps(manifest)
     (path / MANIFEST).write_text(text)
     meta = {"format": FORMAT, "manifest_sha256": hashlib.sha256(text.encode()).hexdigest()}
     safefiles.write(path / WEIGHTS, tensors, meta)
@@ -90,7 +94,11 @@ def _read_manifest(path: Path) -> tuple[dict, bytes]:
     ties = manifest.get("ties", {})
     if not isinstance(ties, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ties.items()):
         raise _bad(path, "its ties must map tensor names to tensor names")
-    return plan, ties, raw
+    base = manifest.get("transformers")
+    if base is not None and not (isinstance(base, dict) and isinstance(base.get("class"), str)
+                                 and isinstance(base.get("config"), dict)):
+        raise _bad(path, "its transformers entry must give a model class name and a config mapping")
+    return plan, ties, base, raw
 
 
 def _check_plan(where: Path, plan: dict, model: nn.Module) -> None:
@@ -121,8 +129,10 @@ def _check_plan(where: Path, plan: dict, model: nn.Module) -> None:
                               "model, or gives no positive num_heads/head_dim")
 
 
-def load_compact(path: str | Path, factory: Callable[[], nn.Module]) -> nn.Module:
+def load_compact(path: str | Path, factory: Callable[[], nn.Module] | None = None) -> nn.Module:
     """Rebuild a compacted model: ``factory()`` makes the original architecture, the manifest shrinks it.
+
+    A ``transformers`` model needs no factory: the manifest names its class and original config.
 
     The manifest is checked against ``factory()``'s model and the weights against their digest and
     the manifest's, so a damaged or foreign folder raises :class:`StorageFormatError` naming the file.
@@ -130,11 +140,14 @@ def load_compact(path: str | Path, factory: Callable[[], nn.Module]) -> nn.Modul
     path = Path(path)
     if not (path / MANIFEST).is_file() or not (path / WEIGHTS).is_file():
         raise StorageFormatError(f"{path} is not a compact-model folder (needs {MANIFEST} and {WEIGHTS})")
-    plan, ties, raw = _read_manifest(path / MANIFEST)
+    plan, ties, base, raw = _read_manifest(path / MANIFEST)
     tensors, meta = safefiles.read(path / WEIGHTS, StorageFormatError, "compact-model weights file")
     if meta.get("format") != FORMAT or meta.get("manifest_sha256") != hashlib.sha256(raw).hexdigest():
         raise _bad(path / WEIGHTS, f"it does not belong to {path / MANIFEST} (the manifest digest differs)")
-    model = factory()
+    if factory is None and base is None:
+        raise InvalidArgumentError(f"{path} holds no transformers architecture: pass factory=, a function that "
+                                   "builds the original (uncompacted) model")
+    model = factory() if factory is not None else base_model(base)
     if not isinstance(model, nn.Module):
         raise InvalidArgumentError(f"factory() must return an nn.Module, got {type(model).__name__}")
     _check_plan(path / MANIFEST, plan, model)
