@@ -193,3 +193,13 @@ def test_load_compact_rebuilds_the_attention_implementation(tmp_path):
     loaded = pk.load_compact(tmp_path / "q")
     assert loaded.config._attn_implementation == "eager" and loaded.config.num_attention_heads == 2
     _identical(small, loaded.eval(), "qwen2")
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2"])
+def test_greedy_generation_with_static_and_dynamic_caches(name):
+    """generate() decodes token by token through either KV cache: the compacted model picks the same tokens."""
+    model, small = prune_and_compact(name, "heads")
+    x = H.ids(2, 5)
+    for cache in ("static", "dynamic"):
+        kw = {"max_new_tokens": 3, "do_sample": False, "cache_implementation": cache, "pad_token_id": 0}
+        assert torch.equal(small.generate(x, **kw), model.generate(x, **kw))

@@ -75,6 +75,9 @@ FIELDS: tuple[tuple[str, str, Callable[[nn.Module], int | None]], ...] = (
 )
 
 
+HEAD_FIELDS = {f for f, _, measure in FIELDS if measure in (_heads, _kv_heads)}
+
+
 def is_transformers(model: nn.Module) -> bool:
     """Whether ``model`` is a ``transformers`` model (it has a config that can write config.json)."""
     config = getattr(model, "config", None)
@@ -126,12 +129,16 @@ def sync_config(model: nn.Module) -> dict[str, list[int]]:
     """Write the sizes every layer agrees on into ``model.config``; return the fields whose layers differ."""
     if not is_transformers(model):
         return {}
-    uneven = {}
+    uneven, heads_changed = {}, False
     for field, values in layer_sizes(model).items():
         if len(set(values)) == 1:
+            heads_changed |= field in HEAD_FIELDS and getattr(model.config, field) != values[0]
             setattr(model.config, field, values[0])
         else:
             uneven[field] = values
+    dims = {d for m in model.modules() if _heads(m) and (d := _head_dim(m))}
+    if heads_changed and len(dims) == 1 and "head_dim" not in model.config.to_dict():
+        model.config.head_dim = dims.pop()  # heads keep their size: hidden size / heads no longer gives it
     return uneven
 
 
@@ -166,19 +173,12 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
 
 
 def _checked_config(model: nn.Module):
-    """``model.config`` rebuilt as from_pretrained would (validated), once a model built from it has ``model``'s shapes.
-
-    A config without a ``head_dim`` field is also tried with one (Qwen2 reads it when present), as the
-    compacted heads keep their size while their count falls.
-    """
+    """``model.config`` rebuilt as from_pretrained would (validated), once a model built from it has ``model``'s shapes."""
     config = model.config
-    dims = {d for m in model.modules() if _heads(m) and (d := _head_dim(m))}
-    tries = [{}] + ([{"head_dim": dims.pop()}] if len(dims) == 1 and "head_dim" not in config.to_dict() else [])
     have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    for extra in tries:
-        fresh, wrong = _build(model, {**copy.deepcopy(config.to_dict()), **extra}, have)
-        if not wrong:
-            return fresh
+    fresh, wrong = _build(model, copy.deepcopy(config.to_dict()), have)
+    if not wrong:
+        return fresh
     k, want = wrong[0]
     told = ", ".join(f"{f}={getattr(config, f)}" for f in layer_sizes(model)) or "no size field"
     raise ExportError(
