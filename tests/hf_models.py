@@ -38,9 +38,9 @@ def qwen2(attn: str = "sdpa", tied: bool = True) -> nn.Module:
 
 def mistral(attn: str = "sdpa") -> nn.Module:
     t = _t()
-    cfg = t.MistralConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                          num_key_value_heads=2, head_dim=8, max_position_embeddings=64, sliding_window=4,
-                          pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    cfg = t.MistralConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                          sliding_window=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return t.MistralForCausalLM._from_config(cfg, attn_implementation=attn)
 
 
@@ -89,10 +89,50 @@ def whisper(attn: str = "sdpa") -> nn.Module:
     return t.WhisperForConditionalGeneration._from_config(cfg, attn_implementation=attn)
 
 
+def gemma(attn: str = "sdpa") -> nn.Module:
+    t = _t()
+    cfg = t.GemmaConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=8, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
+                        eos_token_id=2)
+    return t.GemmaForCausalLM._from_config(cfg, attn_implementation=attn)
+
+
+def phi3(attn: str = "sdpa") -> nn.Module:
+    t = _t()
+    cfg = t.Phi3Config(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
+                       eos_token_id=2)
+    return t.Phi3ForCausalLM._from_config(cfg, attn_implementation=attn)
+
+
+def gpt_neox(attn: str = "sdpa") -> nn.Module:
+    t = _t()
+    cfg = t.GPTNeoXConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
+                          eos_token_id=2)
+    return t.GPTNeoXForCausalLM._from_config(cfg, attn_implementation=attn)
+
+
+def distilbert(attn: str = "sdpa") -> nn.Module:
+    t = _t()
+    cfg = t.DistilBertConfig(vocab_size=V, dim=32, hidden_dim=48, n_layers=2, n_heads=4, max_position_embeddings=64,
+                             pad_token_id=0)
+    return t.DistilBertModel._from_config(cfg, attn_implementation=attn)
+
+
+def roberta(attn: str = "sdpa") -> nn.Module:
+    t = _t()
+    cfg = t.RobertaConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=48, max_position_embeddings=64, pad_token_id=1)
+    return t.RobertaModel._from_config(cfg, attn_implementation=attn)
+
+
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "llama": llama, "qwen2": qwen2, "mistral": mistral, "gpt2": gpt2, "bert": bert, "bart": bart, "t5": t5, "vit": vit, "whisper": whisper,
+    "llama": llama, "qwen2": qwen2, "mistral": mistral, "gpt2": gpt2, "bert": bert, "bart": bart, "t5": t5, "vit": vit,
+    "whisper": whisper, "gemma": gemma, "phi3": phi3, "gpt_neox": gpt_neox, "distilbert": distilbert,
+    "roberta": roberta,
 }
-DECODERS = {"llama", "qwen2", "mistral", "gpt2"}
+DECODERS = {"llama", "qwen2", "mistral", "gpt2", "gemma", "phi3", "gpt_neox"}
 SEQ2SEQ = {"bart", "t5", "whisper"}
 
 

@@ -117,16 +117,19 @@ def _identical(a: nn.Module, b: nn.Module, name: str) -> None:
     assert all(diff == 0.0 for diff in H.differences(a, b, name).values())
 
 
-@pytest.mark.parametrize("name,structure", [("llama", "heads"), ("llama", "channels"), ("qwen2", "heads"),
-                                            ("gpt2", "channels"), ("bart", "channels"), ("t5", "channels"),
-                                            ("bert", "channels"), ("vit", "channels")])
-def test_save_pretrained_loads_with_from_pretrained(name, structure, tmp_path):
+@pytest.mark.parametrize("name,structure,attn", [
+    ("llama", "heads", "sdpa"), ("llama", "channels", "eager"), ("qwen2", "heads", "sdpa"),
+    ("gpt2", "channels", "sdpa"), ("bart", "channels", "sdpa"), ("t5", "channels", "sdpa"), ("bert", "channels", "eager"), ("vit", "heads", "sdpa"),
+    ("distilbert", "channels", "sdpa"), ("phi3", "channels", "sdpa"),
+])
+def test_save_pretrained_loads_with_from_pretrained(name, structure, attn, tmp_path):
     torch.manual_seed(0)
-    model, x = H.BUILDERS[name]().eval(), H.example(name)
+    model, x = H.BUILDERS[name](attn).eval(), H.example(name)
     pk.prune(model, 0.5, structure=structure, example_inputs=x, scope="layer")
     small = pk.compact(model, x)
     pk.save_pretrained(small, tmp_path / name)
-    loaded = type(small).from_pretrained(tmp_path / name).eval()
+    assert small.config._attn_implementation == attn  # saving leaves the model as it was
+    loaded = type(small).from_pretrained(tmp_path / name, attn_implementation=attn).eval()
     _identical(small, loaded, name)
     if name == "llama":
         cfg = loaded.config

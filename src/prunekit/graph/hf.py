@@ -33,7 +33,7 @@ def _rows(module: nn.Module) -> int | None:
 
 
 def _head_dim(attn: nn.Module) -> int | None:
-    for attr in ("head_dim", "attention_head_size", "key_value_proj_dim"):
+    for attr in ("head_dim", "attention_head_size", "key_value_proj_dim", "head_size"):
         value = getattr(attn, attr, None)
         if isinstance(value, int) and value > 0:
             return value
@@ -51,7 +51,13 @@ def _projection(attn: nn.Module, names: tuple[str, ...], parts: int = 1) -> int 
 
 
 def _heads(attn: nn.Module) -> int | None:
-    return _projection(attn, ("q_proj", "query", "q")) or _projection(attn, ("c_attn",), 3)
+    return _projection(attn, ("q_proj", "query", "q", "q_lin")) or _projection(attn, ("c_attn", "query_key_value"), 3)
+
+
+def _halves(module: nn.Module) -> int | None:
+    """Width of a fused gate+up projection (Phi-3's gate_up_proj holds both halves)."""
+    rows = _rows(module)
+    return rows // 2 if rows else None
 
 
 def _kv_heads(attn: nn.Module) -> int | None:
@@ -63,7 +69,8 @@ def _kv_heads(attn: nn.Module) -> int | None:
 FIELDS: tuple[tuple[str, str, Callable[[nn.Module], int | None]], ...] = (
     ("num_attention_heads", r"(^|\.)(self_attn|attention(\.self|\.attention)?)$", _heads),
     ("num_key_value_heads", r"(^|\.)self_attn$", _kv_heads),
-    ("intermediate_size", r"(mlp\.(gate_proj|up_proj|fc1)|intermediate\.dense)$", _rows),
+    ("intermediate_size", r"(mlp\.(gate_proj|up_proj|fc1|dense_h_to_4h)|intermediate\.dense)$", _rows),
+    ("intermediate_size", r"mlp\.gate_up_proj$", _halves),
     ("n_head", r"\.attn$", _heads),
     ("n_inner", r"\.mlp\.c_fc$", _rows),
     ("encoder_attention_heads", _ENC + r".*\.self_attn$", _heads),
@@ -72,6 +79,8 @@ FIELDS: tuple[tuple[str, str, Callable[[nn.Module], int | None]], ...] = (
     ("decoder_ffn_dim", _DEC + r".*\.fc1$", _rows),
     ("num_heads", r"\.(SelfAttention|EncDecAttention)$", _heads),
     ("d_ff", r"\.DenseReluDense\.wi(_0|_1)?$", _rows),
+    ("n_heads", r"\.attention$", _heads),
+    ("hidden_dim", r"\.ffn\.lin1$", _rows),
 )
 
 
@@ -93,7 +102,7 @@ def layer_sizes(model: nn.Module) -> dict[str, list[int]]:
             continue
         values = [v for name, m in model.named_modules() if re.search(pattern, name) and (v := measure(m))]
         if values:
-            sizes[field] = values
+            sizes.setdefault(field, []).extend(values)
     return sizes
 
 
@@ -163,22 +172,21 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
             f"{values}; prune with scope='layer' (the same fraction in every layer) to save a from_pretrained "
             "folder, or save with pk.save_compact(model, path) and load with pk.load_compact(path)"
         )
-    config = _checked_config(model)
+    _check_config(model)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ExportError(f"{path} is a file; save_pretrained writes a folder, so pass a folder path")
-    model.config = config
     model.save_pretrained(str(path))
     return path
 
 
-def _checked_config(model: nn.Module):
-    """``model.config`` rebuilt as from_pretrained would (validated), once a model built from it has ``model``'s shapes."""
+def _check_config(model: nn.Module) -> None:
+    """Refuse unless ``model.config``, validated as from_pretrained would, builds a model of ``model``'s shapes."""
     config = model.config
     have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    fresh, wrong = _build(model, copy.deepcopy(config.to_dict()), have)
+    wrong = _wrong_shapes(model, copy.deepcopy(config.to_dict()), have)
     if not wrong:
-        return fresh
+        return
     k, want = wrong[0]
     told = ", ".join(f"{f}={getattr(config, f)}" for f in layer_sizes(model)) or "no size field"
     raise ExportError(
@@ -190,8 +198,8 @@ def _checked_config(model: nn.Module):
     )
 
 
-def _build(model: nn.Module, fields: dict, have: dict[str, tuple]) -> tuple:
-    """The config ``fields`` make, validated, and the tensors whose shape a model built from it gets wrong."""
+def _wrong_shapes(model: nn.Module, fields: dict, have: dict[str, tuple]) -> list[tuple[str, tuple]]:
+    """The tensors whose shape a model built from the (validated) config ``fields`` gets wrong, with that shape."""
     try:
         fresh = type(model.config).from_dict(fields)
         with torch.device("meta"):
@@ -200,4 +208,4 @@ def _build(model: nn.Module, fields: dict, have: dict[str, tuple]) -> tuple:
         raise ExportError(f"{type(model.config).__name__} cannot describe the compacted sizes ({err}); save with "
                           "pk.save_compact(model, path) and load with pk.load_compact(path)") from None
     want = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
-    return fresh, [(k, want[k]) for k in have if want.get(k, have[k]) != have[k]]
+    return [(k, want[k]) for k in have if want.get(k, have[k]) != have[k]]
