@@ -167,18 +167,19 @@ def test_save_pretrained_needs_a_transformers_model(tmp_path):
         pk.save_pretrained(GQA(), tmp_path / "x")
 
 
-@pytest.mark.parametrize("name,structure,outcome", [
-    ("llama", "heads", "ok"), ("qwen2", "channels", "ok"), ("mistral", "heads", "ok"), ("gpt2", "heads", "ok"),
-    ("bert", "heads", "ok"),
-    ("bart", "heads", "ok"), ("vit", "heads", "ok"), ("whisper", "channels", "ok"), ("t5", "channels", "ok"),
-    ("t5", "heads", "refused"),
+@pytest.mark.parametrize("name,structure", [
+    ("llama", "heads"), ("qwen2", "channels"), ("mistral", "heads"), ("gpt2", "heads"), ("bert", "heads"),
+    ("bart", "heads"), ("vit", "heads"), ("whisper", "channels"), ("t5", "channels"), ("t5", "heads"),
+    ("gemma", "heads"), ("phi3", "heads"), ("gpt_neox", "heads"), ("distilbert", "heads"), ("roberta", "channels"),
 ])
-def test_architectures_compact_equal_or_refuse(name, structure, outcome):
-    if outcome == "refused":  # T5's relative position bias is shared by every layer's heads
-        with pytest.raises(pk.PruneError):
-            prune_and_compact(name, structure)
+def test_architectures_compact_equal_or_refuse(name, structure):
+    """Equal outputs, or a PruneError (T5's position bias shared by every layer's heads; Phi-3's fused
+    q/k/v sliced at fixed offsets) — never a raw torch error or a silently different model."""
+    try:
+        model, small = prune_and_compact(name, structure)
+    except pk.PruneError:
+        assert (name, structure) in {("t5", "heads"), ("phi3", "heads")}
         return
-    model, small = prune_and_compact(name, structure)
     assert_same(model, small, name)
 
 
