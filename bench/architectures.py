@@ -96,9 +96,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "## Hugging Face architectures: prune, compact, save (issue 13, `bench/architectures.py`)",
         "",
         f"{meta['machine']}; torch {meta['torch']}, transformers {meta['transformers']}; small random configs "
-        "(1–2 layers per stack, width 32, never downloaded; see tests/hf_models.py), 50 % of heads or channels, global "
-        f"magnitude. Time: prune + compact (trace, mask, rebuild, verify), median of {meta['repeats']} runs, one "
-        "thread. Outcome \"equal\": compacted and masked outputs agree (max abs difference over the example input, "
+        "(1–2 layers per stack, width 32, never downloaded; see tests/hf_models.py), 50 % of heads or channels, "
+        f"global magnitude. Time: prune + compact (trace, mask, rebuild, verify), median of {meta['repeats']} runs, "
+        "one thread. Outcome \"equal\": compacted and masked outputs agree (max abs difference over the example input, "
         "another batch, another length or resolution, a padding mask and a decoder KV-cache step). "
         "`save_compact`: the compacted model saved and loaded with `pk.load_compact` (tied embeddings stored "
         "once, tied again). `save_pretrained`: the same model pruned with `scope=\"layer\"` (equal sizes in every "

@@ -41,7 +41,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "prune", "unprune", "compact", "save_compact", "load_compact", "save_pretrained", "sparsity", "summary", "prunable", "METHODS",
+    "prune", "unprune", "compact", "save_compact", "load_compact", "sparsity", "summary", "prunable", "METHODS",
+    "save_pretrained",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
     "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "callbacks", "Callback", "History", "DataFileError", "CheckpointError",

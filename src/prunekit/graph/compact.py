@@ -99,7 +99,8 @@ def _sync(module: nn.Module) -> None:
         module.nx, module.nf = w.shape  # transformers' Conv1D keeps its weight as (in, out)
 
 
-def _retie(model: nn.Module, done: dict[int, tuple[torch.Tensor, torch.Tensor]], touched: dict[int, nn.Module]) -> None:
+def _retie(model: nn.Module, done: dict[int, tuple[torch.Tensor, torch.Tensor]], touched: dict[int, nn.Module]
+           ) -> None:
     """Every other name of a resized tensor (tied embeddings, shared modules) now holds the resized one."""
     for module in model.modules():
         for table in (module._parameters, module._buffers):
