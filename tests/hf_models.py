@@ -6,6 +6,7 @@ for decoders, one KV-cache step after a prompt.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -14,124 +15,61 @@ from torch import nn
 V = 64  # vocabulary of every text model
 
 
-def _t():
+# name: (config class, model class, config fields) in transformers
+SPECS: dict[str, tuple[str, str, dict]] = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
+        max_position_embeddings=64, tie_word_embeddings=False)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=64, tie_word_embeddings=True)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, max_position_embeddings=64, sliding_window=4)),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(n_layer=2, n_head=4, n_embd=32, n_positions=64)),
+    "bert": ("BertConfig", "BertModel", dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, max_position_embeddings=64)),
+    "bart": ("BartConfig", "BartForConditionalGeneration", dict(
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
+        encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64, decoder_start_token_id=2,
+        forced_eos_token_id=None)),
+    "t5": ("T5Config", "T5ForConditionalGeneration", dict(
+        d_model=32, d_kv=8, d_ff=48, num_layers=1, num_decoder_layers=1, num_heads=4, eos_token_id=1,
+        decoder_start_token_id=0)),
+    "vit": ("ViTConfig", "ViTModel", dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, image_size=16, patch_size=4)),
+    "whisper": ("WhisperConfig", "WhisperForConditionalGeneration", dict(
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
+        encoder_ffn_dim=48, decoder_ffn_dim=48, num_mel_bins=8, max_source_positions=8, max_target_positions=32,
+        decoder_start_token_id=1, suppress_tokens=None, begin_suppress_tokens=None)),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, max_position_embeddings=64)),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", dict(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=64)),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64)),
+    "distilbert": ("DistilBertConfig", "DistilBertModel", dict(
+        dim=32, hidden_dim=48, n_layers=2, n_heads=4, max_position_embeddings=64)),
+    "roberta": ("RobertaConfig", "RobertaModel", dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, max_position_embeddings=64,
+        pad_token_id=1)),
+}
+TOKENS = dict(vocab_size=V, pad_token_id=0, bos_token_id=1, eos_token_id=2)  # in range of the small vocabulary
+
+
+def build(name: str, attn: str = "sdpa") -> nn.Module:
+    """A freshly initialised ``name`` model (random weights from torch's global generator)."""
     import transformers
 
-    return transformers
+    config_cls, model_cls, fields = SPECS[name]
+    tokens = {} if name == "vit" else TOKENS
+    config = getattr(transformers, config_cls)(**{**tokens, **fields})
+    return getattr(transformers, model_cls)._from_config(config, attn_implementation=attn)
 
 
-def llama(attn: str = "sdpa", tied: bool = False) -> nn.Module:
-    t = _t()
-    cfg = t.LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=8,
-                        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=tied,
-                        pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    return t.LlamaForCausalLM._from_config(cfg, attn_implementation=attn)
-
-
-def qwen2(attn: str = "sdpa", tied: bool = True) -> nn.Module:
-    t = _t()
-    cfg = t.Qwen2Config(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=tied,
-                        pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    return t.Qwen2ForCausalLM._from_config(cfg, attn_implementation=attn)
-
-
-def mistral(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.MistralConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
-                          sliding_window=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    return t.MistralForCausalLM._from_config(cfg, attn_implementation=attn)
-
-
-def gpt2(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=V, n_positions=64, bos_token_id=1, eos_token_id=2)
-    return t.GPT2LMHeadModel._from_config(cfg, attn_implementation=attn)
-
-
-def bert(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-                       max_position_embeddings=64, pad_token_id=0)
-    return t.BertModel._from_config(cfg, attn_implementation=attn)
-
-
-def bart(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.BartConfig(vocab_size=V, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
-                       decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64,
-                       pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2,
-                       forced_eos_token_id=None)
-    return t.BartForConditionalGeneration._from_config(cfg, attn_implementation=attn)
-
-
-def t5(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=48, num_layers=1, num_decoder_layers=1, num_heads=4,
-                     pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    return t.T5ForConditionalGeneration._from_config(cfg, attn_implementation=attn)
-
-
-def vit(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, image_size=16,
-                      patch_size=4)
-    return t.ViTModel._from_config(cfg, attn_implementation=attn)
-
-
-def whisper(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.WhisperConfig(vocab_size=V, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
-                          decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, num_mel_bins=8,
-                          max_source_positions=8, max_target_positions=32, pad_token_id=0, bos_token_id=1,
-                          eos_token_id=2, decoder_start_token_id=1, suppress_tokens=None, begin_suppress_tokens=None)
-    return t.WhisperForConditionalGeneration._from_config(cfg, attn_implementation=attn)
-
-
-def gemma(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.GemmaConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=2, head_dim=8, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
-                        eos_token_id=2)
-    return t.GemmaForCausalLM._from_config(cfg, attn_implementation=attn)
-
-
-def phi3(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.Phi3Config(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
-                       eos_token_id=2)
-    return t.Phi3ForCausalLM._from_config(cfg, attn_implementation=attn)
-
-
-def gpt_neox(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.GPTNeoXConfig(vocab_size=V, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                          num_attention_heads=4, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
-                          eos_token_id=2)
-    return t.GPTNeoXForCausalLM._from_config(cfg, attn_implementation=attn)
-
-
-def distilbert(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.DistilBertConfig(vocab_size=V, dim=32, hidden_dim=48, n_layers=2, n_heads=4, max_position_embeddings=64,
-                             pad_token_id=0)
-    return t.DistilBertModel._from_config(cfg, attn_implementation=attn)
-
-
-def roberta(attn: str = "sdpa") -> nn.Module:
-    t = _t()
-    cfg = t.RobertaConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=48, max_position_embeddings=64, pad_token_id=1)
-    return t.RobertaModel._from_config(cfg, attn_implementation=attn)
-
-
-BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "llama": llama, "qwen2": qwen2, "mistral": mistral, "gpt2": gpt2, "bert": bert, "bart": bart, "t5": t5, "vit": vit,
-    "whisper": whisper, "gemma": gemma, "phi3": phi3, "gpt_neox": gpt_neox, "distilbert": distilbert,
-    "roberta": roberta,
-}
+BUILDERS: dict[str, Callable[..., nn.Module]] = {name: functools.partial(build, name) for name in SPECS}
 DECODERS = {"llama", "qwen2", "mistral", "gpt2", "gemma", "phi3", "gpt_neox"}
 SEQ2SEQ = {"bart", "t5", "whisper"}
 

@@ -152,14 +152,14 @@ def test_heads_the_config_cannot_express_are_refused_but_save_compact_works(name
 
 def test_layers_of_different_sizes_are_refused_by_name(tmp_path):
     torch.manual_seed(0)
-    model, x = H.llama().eval(), H.example("llama")
+    model, x = H.BUILDERS["llama"]().eval(), H.example("llama")
     pk.prune(model, structure="channels", example_inputs=x, scope={"model.layers.0.mlp.*": 0.5})
     small = pk.compact(model, x)
     with pytest.raises(pk.ExportError, match=r"one intermediate_size for all layers, but .* keep \[24, 24, 48, 48\]"):
         pk.save_pretrained(small, tmp_path / "hf")
     pk.save_compact(small, tmp_path / "pk")
     _identical(small, pk.load_compact(tmp_path / "pk").eval(), "llama")
-    assert pk.load_compact(tmp_path / "pk", H.llama).config.intermediate_size == 48  # uneven: left as built
+    assert pk.load_compact(tmp_path / "pk", H.BUILDERS["llama"]).config.intermediate_size == 48  # uneven: left as built
 
 
 def test_save_pretrained_needs_a_transformers_model(tmp_path):
@@ -186,7 +186,7 @@ def test_architectures_compact_equal_or_refuse(name, structure):
 
 def test_save_pretrained_refuses_a_masked_model(tmp_path):
     torch.manual_seed(0)
-    model, x = H.llama().eval(), H.example("llama")
+    model, x = H.BUILDERS["llama"]().eval(), H.example("llama")
     pk.prune(model, 0.5, structure="heads", example_inputs=x)
     with pytest.raises(pk.ExportError, match="still carries a pruning mask.*pk.compact"):
         pk.save_pretrained(model, tmp_path / "hf")
