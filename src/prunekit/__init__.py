@@ -24,6 +24,7 @@ from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
 from .graph import compact
 from .graph.io import load_compact, save_compact
+from .graph.hf import save_pretrained
 from .sparse import densify, export_onnx, from_torch_prune, load, save, sparsify, to_torch_prune
 from .training import Callback, History, callbacks, evaluate, finetune, rewind, schedules, train
 
@@ -41,6 +42,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "prune", "unprune", "compact", "save_compact", "load_compact", "sparsity", "summary", "prunable", "METHODS",
+    "save_pretrained",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
     "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "callbacks", "Callback", "History", "DataFileError", "CheckpointError",

@@ -18,6 +18,7 @@ from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
 from .fold import constants, consumer_inputs, dead_roots, fold
+from .hf import resized
 from .trace import trace
 
 PLAN_ATTR = "_prunekit_plan"
@@ -98,12 +99,25 @@ def _sync(module: nn.Module) -> None:
         module.nx, module.nf = w.shape  # transformers' Conv1D keeps its weight as (in, out)
 
 
+def _retie(model: nn.Module, done: dict[int, tuple[torch.Tensor, torch.Tensor]], touched: dict[int, nn.Module]
+           ) -> None:
+    """Every other name of a resized tensor (tied embeddings, shared modules) now holds the resized one."""
+    for module in model.modules():
+        for table in (module._parameters, module._buffers):
+            for leaf, t in table.items():
+                if t is not None and id(t) in done:
+                    table[leaf] = done[id(t)][1]
+                    touched[id(module)] = module
+
+
 def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
     """Resize ``model``'s tensors and attributes in place as ``plan`` says; return it."""
-    touched = {}
+    touched, done = {}, {}
     for qname, dims in plan["params"].items():
         module, leaf = _resolve(model, qname)
         t = getattr(module, leaf)
+        if id(t) in done:
+            continue
         new = t.detach()
         for d, idx in dims.items():
             new = new.index_select(int(d), torch.tensor(idx, dtype=torch.long, device=t.device))
@@ -111,7 +125,9 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
             module._parameters[leaf] = nn.Parameter(new.clone(), requires_grad=t.requires_grad)
         else:
             module._buffers[leaf] = new.clone()
+        done[id(t)] = (t, getattr(module, leaf))  # holding the old tensor keeps its id from being reused
         touched[id(module)] = module
+    _retie(model, done, touched)
     for module in touched.values():
         _sync(module)
     for name, spec in plan["mha"].items():
@@ -124,6 +140,7 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
     for qname, value in plan["attrs"].items():
         module, leaf = _resolve(model, qname)
         setattr(module, leaf, value)
+    resized(model)
     setattr(model, PLAN_ATTR, plan)
     return model
 

@@ -202,6 +202,8 @@ def product_labels(tr: Tracer, a, b, out, op: str) -> torch.Tensor | None:
 def sdpa(tr: Tracer, func, args, kwargs, out) -> None:
     """softmax(q kᵀ) v: q and k pair per channel, heads couple across q, k and v."""
     q, k, v = args[:3]
+    if kwargs.get("enable_gqa") and k.dim() > 2 and q.shape[-3] != k.shape[-3]:
+        k, v = (_repeat_heads(tr, t, q.shape[-3] // t.shape[-3]) for t in (k, v))
     scores = torch.empty(q.shape[:-1] + (k.shape[-2],))
     kt = k.transpose(-1, -2)
     if tr.get(k) is not None:
@@ -210,6 +212,20 @@ def sdpa(tr: Tracer, func, args, kwargs, out) -> None:
     if lab is not None:
         tr.set(scores, lab)
     tr.set(out, product_labels(tr, scores, v, out, "scaled_dot_product_attention"))
+
+
+def _repeat_heads(tr: Tracer, t: torch.Tensor, groups: int) -> torch.Tensor:
+    """Grouped-query attention: key/value head j serves query heads j·groups … (j+1)·groups − 1.
+
+    A stand-in with each head repeated carries the labels, so every query head pairs with its KV head
+    and a KV group with its query heads becomes one unit (``num_heads % num_key_value_heads`` holds).
+    """
+    rep = torch.empty(t.shape[:-3] + (t.shape[-3] * groups,) + t.shape[-2:], device="meta")
+    lab = tr.get(t)
+    if lab is not None:
+        lab = lab.reshape((1,) * (t.dim() - lab.dim()) + tuple(lab.shape))
+        tr.set(rep, lab.repeat_interleave(groups, -3) if lab.shape[-3] > 1 else lab)
+    return rep
 
 
 @rule("batch_norm", "instance_norm")
