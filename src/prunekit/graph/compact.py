@@ -17,6 +17,7 @@ from ..masks import mask_of, unprune
 from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
+from .sizes import solve
 from .fold import constants, consumer_inputs, dead_roots, fold
 from .trace import trace
 
@@ -60,6 +61,7 @@ def make_plan(graph: Graph, gone: set[int]) -> dict:
         kept = sum(graph.find(int(e)) not in gone for e in labels.tolist())
         if kept != len(labels):
             attrs[f"{m}.{attr}" if m else attr] = kept
+    attrs.update(solve(graph.sizes, lambda e: graph.find(e) not in gone, graph.values))
     mha = {}
     for name, heads in graph.mha.items():
         rows = params.get(f"{name}.in_proj_weight", {}).get("0")

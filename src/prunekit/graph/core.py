@@ -38,6 +38,8 @@ class Graph:
     macs: list[MacTerm] = field(default_factory=list)
     attrs: list[tuple[str, str, torch.Tensor]] = field(default_factory=list)  # module, attribute, its labels
     mha: dict[str, int] = field(default_factory=dict)  # MultiheadAttention name -> head count
+    sizes: list = field(default_factory=list)  # sizes.Equation: dims sized by module attributes
+    values: dict[str, int] = field(default_factory=dict)  # every int attribute's value when traced
 
     def new(self, n: int, locked: bool = False) -> torch.Tensor:
         """``n`` fresh elements (``locked``: never prunable, e.g. zero padding or embeddings)."""

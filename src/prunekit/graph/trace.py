@@ -15,6 +15,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import UnsupportedOperationError
 from .core import Graph
+from .sizes import install, uninstall
 from .rules import LEAVES, RULES
 
 IGNORED = {"__get__", "dim", "size", "numel", "__len__", "is_floating_point", "is_complex", "data_ptr",
@@ -118,10 +119,12 @@ class Tracer(TorchFunctionMode):
         args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         was_training = self.model.training
         self.model.eval()
+        self.graph.values = install(self.model)
         try:
             with torch.enable_grad(), self:  # grad mode keeps torch's fused fast paths off
                 out = self.model(*args)
         finally:
+            uninstall(self.model)
             self.model.train(was_training)
             for h in handles:
                 h.remove()

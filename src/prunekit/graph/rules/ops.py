@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .. import sizes
 from ..core import varying
 from .registry import rule
 
@@ -125,9 +126,14 @@ def reduce(tr: Tracer, func, args, kwargs, out) -> None:
 def shape(tr: Tracer, func, args, kwargs, out) -> None:
     """View-like ops: apply the same op to the labels; splitting a labelled dim makes head units."""
     x = args[0]
+    name = func.__name__
+    if name in AS_SHAPE_OF:
+        return shape_of(tr, func, args, out)
     if any(tr.get(a) is not None for a in _flat(args[1:])):
-        tr.fail(func.__name__, "a tracked tensor is used as an index")
+        tr.fail(name, "a tracked tensor is used as an index")
     full = tr.full(x)
+    if name == "view" and not (len(args) == 2 and isinstance(args[1], torch.dtype)):
+        func = torch.Tensor.reshape  # labels are ids: an expanded label tensor may not be viewable
     new = func(full, *[tr.full(a) if tr.get(a) is not None else a for a in args[1:]], **kwargs)
     before = tr.graph.canonical(full)
     lost = set(before.unique().tolist()) - set(tr.graph.roots(new).unique().tolist())
@@ -135,7 +141,7 @@ def shape(tr: Tracer, func, args, kwargs, out) -> None:
         tr.graph.lock(before)
     after = tr.graph.canonical(new)
     split = False
-    if func.__name__ in RESHAPE:
+    if name in RESHAPE:
         for ins, outs in reshape_groups(tuple(x.shape), tuple(out.shape)):
             if len(outs) > 1 and any(before.shape[i] > 1 for i in ins):
                 d = outs[-1]  # e.g. (B, T, E) -> (B, T, H, hd) or (B, T, 3, H, hd): a head is one unit
@@ -144,6 +150,30 @@ def shape(tr: Tracer, func, args, kwargs, out) -> None:
         after = tr.graph.canonical(after)
     tr.set(out, after)
     _record_attrs(tr, args[1:], tr.get(out), heads=split)
+    sizes.record(tr, name, args, kwargs, [out])
+
+
+AS_SHAPE_OF = ("view_as", "reshape_as", "expand_as")
+
+
+def shape_of(tr: Tracer, func, args, out) -> None:
+    """``x.view_as(y)`` and friends: the output takes y's shape, so its positions follow y's channels.
+
+    Each output position couples to y's element at the same position (y's size decides the shape after
+    compaction); an untracked x whose fixed size spans y's channels locks them.
+    """
+    x, y = args[0], args[1]
+    ly = tr.get(y)
+    if tr.get(x) is None:
+        if ly is not None and (func.__name__ != "expand_as" or any(
+                x.dim() + d - y.dim() >= 0 and x.shape[x.dim() + d - y.dim()] > 1 for d in varying(aligned(ly, y.dim())))):
+            tr.graph.lock(ly)
+        return
+    like = torch.Tensor.expand if func.__name__ == "expand_as" else torch.Tensor.reshape
+    labels = like(tr.full(x), y.shape)
+    if ly is not None:
+        tr.graph.union(labels, aligned(ly, y.dim()))
+    tr.set(out, tr.graph.canonical(labels))
 
 
 RESHAPE = ("view", "reshape", "flatten", "unflatten", "view_as", "reshape_as")
@@ -182,6 +212,7 @@ def split(tr: Tracer, func, args, kwargs, out) -> None:
     for o, l in zip(out, labs):
         tr.set(o, l)
     _record_attrs(tr, args[1:], tr.get(out[0]))
+    sizes.record(tr, func.__name__, args, kwargs, list(out))
 
 
 def _flat(items) -> list:
