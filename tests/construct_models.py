@@ -79,3 +79,63 @@ class Encoder(nn.Module):
             x = x + attn(norm(x), mask)
             x = x + mlp(x)
         return self.head(x)
+
+
+class SplitByAttr(nn.Module):
+    """``x.split(self.chs // 2, dim=1)``: two halves of a conv's output gate each other."""
+
+    def __init__(self, chs: int = 16):
+        super().__init__()
+        self.chs = chs
+        self.conv, self.out = nn.Conv2d(3, chs, 3, padding=1), nn.Conv2d(chs // 2, 4, 1)
+
+    def forward(self, x):
+        a, b = self.conv(x).split(self.chs // 2, dim=1)
+        return self.out(a * torch.sigmoid(b))
+
+
+class ShapeAs(nn.Module):
+    """view_as / reshape_as / expand_as with a traced argument (squeeze-excite gating, a flattened branch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc1, self.fc2 = nn.Conv2d(3, 12, 3, padding=1), nn.Linear(12, 6), nn.Linear(6, 12)
+        self.mix, self.out = nn.Conv2d(12, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(h.mean((2, 3))))))
+        h = h * s.view(s.shape[0], -1, 1, 1).expand_as(h)
+        m = self.mix(h)
+        flat = m.flatten(1)
+        return self.out(flat.view_as(m) + flat.reshape_as(m))
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet: grouped 1×1 conv, channel shuffle view(B, g, C/g, H, W).transpose(1, 2), grouped conv."""
+
+    def __init__(self, groups: int = 4, chs: int = 16):
+        super().__init__()
+        self.groups = groups
+        self.stem = nn.Conv2d(3, chs, 3, padding=1)
+        self.g1, self.g2 = nn.Conv2d(chs, chs, 1, groups=groups), nn.Conv2d(chs, chs, 1, groups=groups)
+        self.head = nn.Conv2d(chs, 5, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.g1(torch.relu(self.stem(x))))
+        b, c, hh, ww = h.shape
+        h = h.view(b, self.groups, c // self.groups, hh, ww).transpose(1, 2).reshape(b, c, hh, ww)
+        return self.head(torch.relu(self.g2(h)))
+
+
+class PlainShuffle(nn.Module):
+    """A channel shuffle between ungrouped convs (groups a literal): a fixed permutation of channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 12, 3, padding=1), nn.Conv2d(12, 5, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        b, c, hh, ww = h.shape
+        return self.b(h.view(b, 3, c // 3, hh, ww).transpose(1, 2).reshape(b, c, hh, ww))

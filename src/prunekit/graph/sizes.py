@@ -20,7 +20,7 @@ from ..errors import CompactionError
 if TYPE_CHECKING:
     from .trace import Tracer
 
-Expr = tuple  # ("attr", qualified name) | ("const", value) | (operator name, Expr, Expr)
+Expr = tuple  # ("attr", qualified name) | ("const", value) | ("shape", value) | (operator name, Expr, Expr)
 _OPS: dict[str, Callable[[int, int], int]] = {
     "add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv}
 
@@ -77,11 +77,18 @@ def uninstall(model: nn.Module) -> None:
                 module.__dict__[key] = int(value)
 
 
+def measured(out: Any) -> Any:
+    """``x.shape`` / ``x.size()`` as :class:`Size`: read from a tensor, so right again after compaction."""
+    if isinstance(out, torch.Size):
+        return torch.Size(Size(v, ("shape", v)) for v in out)
+    return Size(out, ("shape", out)) if type(out) is int else out
+
+
 def evaluate(expr: Expr, env: dict[str, int]) -> int:
     kind = expr[0]
     if kind == "attr":
         return env[expr[1]]
-    if kind == "const":
+    if kind in ("const", "shape"):
         return expr[1]
     return _OPS[kind](evaluate(expr[1], env), evaluate(expr[2], env))
 
@@ -89,9 +96,14 @@ def evaluate(expr: Expr, env: dict[str, int]) -> int:
 def names(expr: Expr) -> set[str]:
     if expr[0] == "attr":
         return {expr[1]}
-    if expr[0] == "const":
+    if expr[0] in ("const", "shape"):
         return set()
     return names(expr[1]) | names(expr[2])
+
+
+def measures(expr: Expr) -> bool:
+    """Whether ``expr`` reads a tensor's shape (then the forward pass recomputes it)."""
+    return expr[0] == "shape" or (expr[0] not in ("attr", "const") and (measures(expr[1]) or measures(expr[2])))
 
 
 @dataclass
@@ -194,7 +206,7 @@ def record(tr: "Tracer", name: str, args: tuple, kwargs: dict, outs: list[torch.
     """Remember each output dimension of a shape op whose size came from module attributes."""
     for i, d, size in sized_dims(name, args, kwargs, outs):
         labels = tr.get(outs[i]) if isinstance(size, Size) else None
-        if labels is None:
+        if labels is None or measures(size.expr) or not names(size.expr):
             continue
         labels = labels.reshape((1,) * (outs[i].dim() - labels.dim()) + tuple(labels.shape))
         n = labels.shape[d]

@@ -15,7 +15,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..errors import UnsupportedOperationError
 from .core import Graph
-from .sizes import install, uninstall
+from .sizes import install, measured, uninstall
 from .rules import LEAVES, RULES
 
 IGNORED = {"__get__", "dim", "size", "numel", "__len__", "is_floating_point", "is_complex", "data_ptr",
@@ -77,6 +77,8 @@ class Tracer(TorchFunctionMode):
         if self.leaf_depth:
             return out
         name = getattr(func, "__name__", str(func))
+        if name == "size" or (name == "__get__" and getattr(getattr(func, "__self__", None), "__name__", "") == "shape"):
+            return measured(out)
         if name in IGNORED:
             return out
         flat, _ = tree_flatten((args, kwargs))

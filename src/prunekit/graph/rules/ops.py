@@ -142,10 +142,11 @@ def shape(tr: Tracer, func, args, kwargs, out) -> None:
     after = tr.graph.canonical(new)
     split = False
     if name in RESHAPE:
+        told = {d: size for _, d, size in sizes.sized_dims(name, args, kwargs, [out])}
         for ins, outs in reshape_groups(tuple(x.shape), tuple(out.shape)):
             if len(outs) > 1 and any(before.shape[i] > 1 for i in ins):
-                d = outs[-1]  # e.g. (B, T, E) -> (B, T, H, hd) or (B, T, 3, H, hd): a head is one unit
-                tr.graph.union(after, after.narrow(d, 0, 1))
+                for d in split_units(outs, told, after):
+                    tr.graph.union(after, after.narrow(d, 0, 1))
                 split = True
         after = tr.graph.canonical(after)
     tr.set(out, after)
@@ -177,6 +178,27 @@ def shape_of(tr: Tracer, func, args, out) -> None:
 
 
 RESHAPE = ("view", "reshape", "flatten", "unflatten", "view_as", "reshape_as")
+
+
+def split_units(outs: list[int], told: dict, labels: torch.Tensor) -> list[int]:
+    """The dims of a split channel dim along which one unit must span every index.
+
+    A dim sized by a plain number (not an attribute, not -1) keeps its count after compaction, so
+    units span it. Otherwise the last dim is spanned, e.g. (B, T, E) -> (B, T, H, hd) or (B, T, 3, H, hd):
+    a head is one unit and the head count (an attribute or -1) shrinks. When every outer dim is a
+    number, as in a channel shuffle ``view(B, 3, C // 3, H, W)``, the inner dim shrinks instead, so the
+    shuffle stays a permutation: position j of every group is one unit. So it does when the channels
+    already are (a grouped conv's output).
+    """
+    def fixed(d: int) -> bool:
+        size = told.get(d)
+        return size is not None and not isinstance(size, sizes.Size) and size != -1
+
+    outer = [d for d in outs[:-1] if fixed(d)]
+    shared = labels.shape[outs[-1]] > 1 and any(labels.shape[d] == 1 for d in outs[:-1])
+    if (len(outer) < len(outs) - 1 and not shared) or fixed(outs[-1]):
+        outer.append(outs[-1])
+    return outer
 
 
 def reshape_groups(a: tuple[int, ...], b: tuple[int, ...]) -> list[tuple[list[int], list[int]]]:
