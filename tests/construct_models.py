@@ -139,3 +139,146 @@ class PlainShuffle(nn.Module):
         h = torch.relu(self.a(x))
         b, c, hh, ww = h.shape
         return self.b(h.view(b, 3, c // 3, hh, ww).transpose(1, 2).reshape(b, c, hh, ww))
+
+
+class ShuffleV2Block(nn.Module):
+    """ShuffleNetV2 unit: chunk(2), one half through convs, concat, channel shuffle with 2 groups."""
+
+    def __init__(self, chs: int = 16):
+        super().__init__()
+        half = chs // 2
+        self.branch = nn.Sequential(nn.Conv2d(half, half, 1), nn.BatchNorm2d(half), nn.ReLU(),
+                                    nn.Conv2d(half, half, 3, padding=1, groups=half), nn.BatchNorm2d(half),
+                                    nn.Conv2d(half, half, 1), nn.ReLU())
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, self.branch(b)], 1)
+        n, c, h, w = x.shape
+        return x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def shufflenet_v2() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), ShuffleV2Block(), ShuffleV2Block(),
+                         nn.Conv2d(16, 24, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 5))
+
+
+def window_coords(window: int) -> torch.Tensor:
+    """Swin's relative_position_index: for each (query, key) pair in a window, its offset's table row."""
+    ys, xs = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+    coords = torch.stack([ys.flatten(), xs.flatten()])
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window - 1
+    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+
+
+class WindowAttention(nn.Module):
+    """Swin window attention with a per-head relative-position bias: a table indexed by a buffer
+    (``mlp=False``, Swin v1) or an MLP over relative coordinates producing one value per head (Swin v2)."""
+
+    def __init__(self, dim: int = 32, num_heads: int = 4, window: int = 4, mlp: bool = False):
+        super().__init__()
+        self.num_heads, self.head_dim, self.window = num_heads, dim // num_heads, window
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.register_buffer("relative_position_index", window_coords(window).flatten(), persistent=False)
+        span = torch.arange(-(window - 1), window, dtype=torch.float32) / (window - 1)
+        self.register_buffer("coords_table", torch.stack(torch.meshgrid(span, span, indexing="ij"), -1).view(-1, 2))
+        if mlp:
+            self.cpb_mlp = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, num_heads, bias=False))
+        else:
+            self.relative_position_bias_table = nn.Parameter(torch.randn((2 * window - 1) ** 2, num_heads) * 0.5)
+
+    def bias(self) -> torch.Tensor:
+        n = self.window ** 2
+        table = self.cpb_mlp(self.coords_table) if hasattr(self, "cpb_mlp") else self.relative_position_bias_table
+        bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
+        return 16 * torch.sigmoid(bias) if hasattr(self, "cpb_mlp") else bias
+
+    def forward(self, x, mask=None):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attn = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1) + self.bias().unsqueeze(0)
+        if mask is not None:
+            attn = attn.masked_fill(~mask, float("-inf"))
+        return self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+class SwinStage(nn.Module):
+    """Patch embedding, windows of ``window``², two window-attention blocks, pooled classifier."""
+
+    def __init__(self, mlp: bool = False, dim: int = 32, window: int = 4):
+        super().__init__()
+        self.window = window
+        self.embed = nn.Conv2d(3, dim, 2, stride=2)
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(2))
+        self.attns = nn.ModuleList(WindowAttention(dim, window=window, mlp=mlp) for _ in range(2))
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, img):
+        x = self.embed(img).permute(0, 2, 3, 1)
+        b, h, w, c = x.shape
+        s = self.window
+        win = x.view(b, h // s, s, w // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+        for norm, attn in zip(self.norms, self.attns):
+            win = win + attn(norm(win))
+        return self.head(win.mean(1)).view(b, -1, 10).mean(1)
+
+
+class TalkingHeadsAttention(nn.Module):
+    """Talking heads (Shazeer et al. 2020; CaiT): the attention logits and weights mixed across heads,
+    before the softmax by a 1×1 conv, after it by a Linear over the head axis."""
+
+    def __init__(self, dim: int = 32, num_heads: int = 4):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.proj_l, self.proj_w = nn.Conv2d(num_heads, num_heads, 1), nn.Linear(num_heads, num_heads)
+
+    def forward(self, x, mask=None):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        attn = self.proj_l(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5)
+        if mask is not None:
+            attn = attn.masked_fill(~mask, float("-inf"))
+        attn = self.proj_w(attn.softmax(-1).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+class BiasedSDPA(nn.Module):
+    """Attention that adds a position bias handed in by its caller through SDPA's ``attn_mask``."""
+
+    def __init__(self, dim: int = 32, n_heads: int = 4):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim, bias=False) for _ in range(4))
+
+    def forward(self, x, position_bias):
+        b, n, _ = x.shape
+        q, k, v = (f(x).view(b, n, self.n_heads, -1).transpose(1, 2) for f in (self.q, self.k, self.v))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=position_bias)
+        return self.o(y.transpose(1, 2).reshape(b, n, -1))
+
+
+class T5Like(nn.Module):
+    """T5's shared relative-position bias: one Embedding(buckets, heads), computed once, used by every layer."""
+
+    def __init__(self, vocab: int = 50, dim: int = 32, heads: int = 4, depth: int = 2, buckets: int = 16):
+        super().__init__()
+        self.buckets = buckets
+        self.tok = nn.Embedding(vocab, dim)
+        self.relative_attention_bias = nn.Embedding(buckets, heads)
+        self.layers = nn.ModuleList(BiasedSDPA(dim, heads) for _ in range(depth))
+        self.mlps = nn.ModuleList(nn.Sequential(nn.Linear(dim, 48), nn.ReLU(), nn.Linear(48, dim)) for _ in range(depth))
+        self.lm_head = nn.Linear(dim, vocab)
+
+    def forward(self, ids, pad=None):
+        n = ids.shape[1]
+        pos = torch.arange(n)
+        bucket = (pos[None, :] - pos[:, None]).clamp(-(self.buckets // 2), self.buckets // 2 - 1) + self.buckets // 2
+        bias = self.relative_attention_bias(bucket).permute(2, 0, 1).unsqueeze(0)
+        if pad is not None:  # True where a key is padding
+            bias = bias.masked_fill(pad[:, None, None, :], float("-inf"))
+        x = self.tok(ids)
+        for attn, mlp in zip(self.layers, self.mlps):
+            x = x + attn(x, bias)
+            x = x + mlp(x)
+        return self.lm_head(x)

@@ -77,11 +77,23 @@ def uninstall(model: nn.Module) -> None:
                 module.__dict__[key] = int(value)
 
 
-def measured(out: Any) -> Any:
-    """``x.shape`` / ``x.size()`` as :class:`Size`: read from a tensor, so right again after compaction."""
+def measured(out: Any, labels: torch.Tensor | None, dim: int | None = None) -> Any:
+    """``x.shape`` / ``x.size()`` as :class:`Size`: read from a tensor, so they follow it after compaction.
+
+    Each remembers the labels of the dimension it measured (``labels``: x's, or None if x is untracked).
+    """
+    if type(out) is int:
+        return Size(out, ("shape", out, _along(labels, dim)))
     if isinstance(out, torch.Size):
-        return torch.Size(Size(v, ("shape", v)) for v in out)
-    return Size(out, ("shape", out)) if type(out) is int else out
+        return torch.Size(Size(v, ("shape", v, _along(labels, d))) for d, v in enumerate(out))
+    return out
+
+
+def _along(labels: torch.Tensor | None, d: int) -> torch.Tensor | None:
+    if labels is None:
+        return None
+    n = labels.shape[d]
+    return labels.movedim(d, 0).reshape(n, -1)[:, 0]
 
 
 def evaluate(expr: Expr, env: dict[str, int]) -> int:
@@ -203,12 +215,31 @@ def _invert(expr: Expr, name: str, env: dict[str, int], target: int) -> int | No
 
 
 def record(tr: "Tracer", name: str, args: tuple, kwargs: dict, outs: list[torch.Tensor]) -> None:
-    """Remember each output dimension of a shape op whose size came from module attributes."""
+    """Remember each output dimension of a shape op whose size came from module attributes.
+
+    A dimension sized by another tensor's ``shape[d]`` keeps that count after compaction, so its
+    channels couple to that tensor's (and lock where it is untracked, e.g. a model input).
+    """
     for i, d, size in sized_dims(name, args, kwargs, outs):
         labels = tr.get(outs[i]) if isinstance(size, Size) else None
-        if labels is None or measures(size.expr) or not names(size.expr):
+        if labels is None:
             continue
         labels = labels.reshape((1,) * (outs[i].dim() - labels.dim()) + tuple(labels.shape))
-        n = labels.shape[d]
-        vec = labels.movedim(d, 0).reshape(n, -1)[:, 0]
-        tr.graph.sizes.append(Equation(size.expr, vec, int(size), name, tr.here(), d))
+        vec = _along(labels, d)
+        if size.expr[0] == "shape":
+            _same_count(tr, vec, size.expr[2])
+        elif names(size.expr) and not measures(size.expr):
+            tr.graph.sizes.append(Equation(size.expr, vec, int(size), name, tr.here(), d))
+
+
+def _same_count(tr: "Tracer", vec: torch.Tensor, source: torch.Tensor | None) -> None:
+    """Make ``vec`` keep as many channels as ``source`` does: nothing to do when they hold the same units
+    (the same tensor, or a permutation of it), else couple them position by position, or lock ``vec``."""
+    if len(vec) == 1:
+        return
+    if source is None or len(source) != len(vec):
+        tr.graph.lock(vec)
+        return
+    g = tr.graph
+    if sorted(g.roots(vec).tolist()) != sorted(g.roots(source).tolist()):
+        g.union(vec, source)

@@ -78,7 +78,7 @@ class Tracer(TorchFunctionMode):
             return out
         name = getattr(func, "__name__", str(func))
         if name == "size" or (name == "__get__" and getattr(getattr(func, "__self__", None), "__name__", "") == "shape"):
-            return measured(out)
+            return self._measured(args, kwargs, out)
         if name in IGNORED:
             return out
         flat, _ = tree_flatten((args, kwargs))
@@ -90,6 +90,15 @@ class Tracer(TorchFunctionMode):
             self.fail(name, "prunekit has no channel rule for this operation")
         fn(self, func, args, kwargs, out)
         return out
+
+    def _measured(self, args: tuple, kwargs: dict, out: Any) -> Any:
+        """Sizes read from a tensor, remembering which channels they count (see :mod:`.sizes`)."""
+        x = args[0]
+        labels = self.get(x)
+        if labels is not None:
+            labels = labels.reshape((1,) * (x.dim() - labels.dim()) + tuple(labels.shape))
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        return measured(out, labels, None if dim is None else dim % max(x.dim(), 1))
 
     # module hooks: names for messages, atomic rules for leaf modules ----------------------------
     def _pre(self, name: str) -> Callable:
