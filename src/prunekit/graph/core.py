@@ -34,6 +34,7 @@ class Graph:
     locked: set[int] = field(default_factory=set)
     outputs: set[int] = field(default_factory=set)  # elements the model returns: locked unless asked by name
     heads: set[int] = field(default_factory=set)
+    interface: set[int] = field(default_factory=set)  # embedding widths: locked unless they index heads
     slots: dict[SlotKey, torch.Tensor] = field(default_factory=dict)
     macs: list[MacTerm] = field(default_factory=list)
     attrs: list[tuple[str, str, torch.Tensor]] = field(default_factory=list)  # module, attribute, its labels
@@ -41,12 +42,15 @@ class Graph:
     sizes: list = field(default_factory=list)  # sizes.Equation: dims sized by module attributes
     values: dict[str, int] = field(default_factory=dict)  # every int attribute's value when traced
 
-    def new(self, n: int, locked: bool = False) -> torch.Tensor:
-        """``n`` fresh elements (``locked``: never prunable, e.g. zero padding or embeddings)."""
+    def new(self, n: int, locked: bool = False, interface: bool = False) -> torch.Tensor:
+        """``n`` fresh elements (``locked``: never prunable, e.g. zero padding; ``interface``: an
+        embedding's width, kept unless it turns out to be per-head, like T5's position bias)."""
         start = len(self.parent)
         self.parent.extend(range(start, start + n))
         if locked:
             self.locked.update(range(start, start + n))
+        if interface:
+            self.interface.update(range(start, start + n))
         return torch.arange(start, start + n)
 
     def find(self, x: int) -> int:
@@ -100,6 +104,11 @@ class Graph:
         return labels.contiguous()
 
 
+def aligned(labels: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Labels right-aligned (broadcast style) to ``ndim`` dimensions."""
+    return labels.reshape((1,) * (ndim - labels.dim()) + tuple(labels.shape))
+
+
 def varying(labels: torch.Tensor) -> list[int]:
     """Dimensions along which canonical labels vary."""
     return [d for d in range(labels.dim()) if labels.shape[d] > 1]
@@ -117,8 +126,9 @@ class Unit:
 
 def units_of(graph: Graph) -> tuple[list[Unit], set[int]]:
     """All units that own a parameter position, and the roots of the locked ones (model outputs included)."""
-    locked = {graph.find(e) for e in graph.locked | graph.outputs}
     heads = {graph.find(e) for e in graph.heads}
+    locked = {graph.find(e) for e in graph.locked | graph.outputs}
+    locked |= {r for r in (graph.find(e) for e in graph.interface) if r not in heads}
     by_root: dict[int, Unit] = {}
     for key, labels in graph.slots.items():
         for i, e in enumerate(labels.tolist()):

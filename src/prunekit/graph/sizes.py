@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CompactionError
+from .core import aligned
 
 if TYPE_CHECKING:
     from .trace import Tracer
@@ -224,8 +225,7 @@ def record(tr: "Tracer", name: str, args: tuple, kwargs: dict, outs: list[torch.
         labels = tr.get(outs[i]) if isinstance(size, Size) else None
         if labels is None:
             continue
-        labels = labels.reshape((1,) * (outs[i].dim() - labels.dim()) + tuple(labels.shape))
-        vec = _along(labels, d)
+        vec = _along(aligned(labels, outs[i].dim()), d)
         if size.expr[0] == "shape":
             _same_count(tr, vec, size.expr[2])
         elif names(size.expr) and not measures(size.expr):

@@ -14,7 +14,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from ..errors import UnsupportedOperationError
-from .core import Graph
+from .core import Graph, aligned
 from .sizes import install, measured, uninstall
 from .rules import LEAVES, RULES
 
@@ -96,7 +96,7 @@ class Tracer(TorchFunctionMode):
         x = args[0]
         labels = self.get(x)
         if labels is not None:
-            labels = labels.reshape((1,) * (x.dim() - labels.dim()) + tuple(labels.shape))
+            labels = aligned(labels, x.dim())
         dim = args[1] if len(args) > 1 else kwargs.get("dim")
         return measured(out, labels, None if dim is None else dim % max(x.dim(), 1))
 
@@ -146,7 +146,7 @@ class Tracer(TorchFunctionMode):
         return out
 
 
-_PRODUCERS = {"conv1d", "conv2d", "conv3d", "linear", "embedding", "addmm"}
+_PRODUCERS = {"conv1d", "conv2d", "conv3d", "linear", "embedding", "addmm", "__getitem__"}
 
 
 def _plain(out: Any) -> Any:

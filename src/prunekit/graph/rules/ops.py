@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from .. import sizes
-from ..core import varying
+from . import perhead
+from ..core import aligned, varying
 from .registry import rule
 
 if TYPE_CHECKING:
@@ -39,11 +40,6 @@ REDUCE = ("sum", "mean", "amax", "amin", "max", "min", "var", "std", "norm", "lo
           "argmin", "softmax", "log_softmax", "_softmax", "cumsum", "var_mean", "std_mean")
 HEAD_ATTRS = ("num_heads", "n_head", "n_heads", "num_attention_heads", "nhead", "heads", "split_size",
               "all_head_size", "inner_dim", "num_key_value_heads")
-
-
-def aligned(labels: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Labels right-aligned (broadcast style) to ``ndim`` dimensions."""
-    return labels.reshape((1,) * (ndim - labels.dim()) + tuple(labels.shape))
 
 
 def outputs(out) -> list[torch.Tensor]:
@@ -129,6 +125,10 @@ def shape(tr: Tracer, func, args, kwargs, out) -> None:
     name = func.__name__
     if name in AS_SHAPE_OF:
         return shape_of(tr, func, args, out)
+    if tr.get(x) is None:  # e.g. a parameter table indexed by a buffer
+        if name == "__getitem__":
+            perhead.table_rows(tr, x, out)
+        return
     if any(tr.get(a) is not None for a in _flat(args[1:])):
         tr.fail(name, "a tracked tensor is used as an index")
     full = tr.full(x)
