@@ -282,3 +282,77 @@ class T5Like(nn.Module):
             x = x + attn(x, bias)
             x = x + mlp(x)
         return self.lm_head(x)
+
+
+class CaiTStyleAttention(nn.Module):
+    """timm's ``reshape(B, N, C)`` with C read from the input: the heads must keep the input's width."""
+
+    def __init__(self, dim: int = 32, num_heads: int = 4):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x, mask=None):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+class UnitsAttention(WidthAttrAttention):
+    """Output width ``self.blocks * 16``: a head count that is not a multiple of 2 has no integer ``blocks``."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = 2
+
+    def forward(self, x, mask=None):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, self.blocks * 16))
+
+
+class TwoAttrWidth(WidthAttrAttention):
+    """Output width ``self.rows * self.cols``, two attributes used nowhere else: which one shrinks is unknowable."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.cols = 4, 8
+
+    def forward(self, x, mask=None):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, -1, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, self.rows * self.cols))
+
+
+class LiteralWidth(nn.Module):
+    """A channel count written as a number in forward: ``view(b, 16, -1)`` after a prunable conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 16, 3, padding=1), nn.Linear(64, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.fc(F.adaptive_avg_pool2d(h, 4).view(x.shape[0], 16, -1)).mean(1)
+
+
+class ChecksWidth(nn.Module):
+    """A forward pass that checks a width against an attribute it never uses as a size."""
+
+    def __init__(self):
+        super().__init__()
+        self.width = 8
+        self.conv, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        if h.shape[1] != self.width:
+            raise ValueError(f"expected {self.width} channels")
+        return self.head(h)
+
+
+def pad_mask(batch: int, n: int) -> torch.Tensor:
+    """A key-padding mask (True: attend) of shape (batch, 1, 1, n), every row keeping at least 2 keys."""
+    lengths = torch.randint(2, n + 1, (batch,), generator=torch.Generator().manual_seed(batch * n))
+    return (torch.arange(n)[None, :] < lengths[:, None])[:, None, None, :]

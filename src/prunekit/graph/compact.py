@@ -18,6 +18,7 @@ from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
 from .sizes import solve
+from .locate import divergence, failure
 from .fold import constants, consumer_inputs, dead_roots, fold
 from .trace import trace
 
@@ -94,6 +95,8 @@ def _sync(module: nn.Module) -> None:
         per_group = module.num_channels // module.num_groups
         module.num_channels = w.shape[0]
         module.num_groups = w.shape[0] // per_group
+    elif isinstance(module, nn.Embedding):
+        module.num_embeddings, module.embedding_dim = w.shape
     elif isinstance(module, nn.modules.batchnorm._NormBase):
         module.num_features = (w if w is not None else module.running_mean).shape[0]
     elif hasattr(module, "nf") and hasattr(module, "nx") and w is not None and w.dim() == 2:
@@ -176,21 +179,26 @@ def verify(reference: nn.Module, small: nn.Module, example_inputs: Any, atol: fl
     ref = _outputs(reference, example_inputs)
     try:
         got = _outputs(small, example_inputs)
-    except (RuntimeError, ValueError) as err:
+    except Exception:  # described, with the op and layer, by re-running under a locator
         raise CompactionError(
-            f"the compacted model fails to run ({err}); its forward pass likely hard-codes a channel or "
-            "head count — compute sizes from tensor shapes, or exclude the layers involved"
-        ) from err
+            f"the compacted model fails {failure(small, example_inputs)}: the forward pass there hard-codes "
+            "or checks a size that compaction changed — size it from the tensor (x.shape, -1) or from a module "
+            "attribute, or exclude that layer"
+        ) from None
     worst = 0.0
-    for a, b in zip(ref, got):
+    for i, (a, b) in enumerate(zip(ref, got)):
         if a.shape != b.shape:
-            raise CompactionError(f"compacted output has shape {tuple(b.shape)}, expected {tuple(a.shape)}")
+            where = divergence(reference, small, example_inputs, atol)
+            raise CompactionError(f"output {i} of the compacted model has shape {tuple(b.shape)}, expected "
+                                  f"{tuple(a.shape)}" + (f"; it first differs in layer {where!r}" if where else ""))
         if a.is_floating_point():
             scale = 1.0 + float(a.abs().max()) if a.numel() else 1.0
             worst = max(worst, float((a - b).abs().max()) / scale if a.numel() else 0.0)
     if worst > atol:
+        where = divergence(reference, small, example_inputs, atol)
         raise CompactionError(
-            f"the compacted model differs from the masked one by {worst:.2e} (relative); an operation "
-            "between the pruned layers is not zero-preserving — exclude those layers"
+            f"the compacted model differs from the masked one by {worst:.2e} (relative)"
+            + (f", first in layer {where!r}" if where else "") + ": an operation there is not zero-preserving "
+            "— exclude that layer"
         )
     return worst

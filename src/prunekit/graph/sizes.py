@@ -21,7 +21,7 @@ from .core import aligned
 if TYPE_CHECKING:
     from .trace import Tracer
 
-Expr = tuple  # ("attr", qualified name) | ("const", value) | ("shape", value) | (operator name, Expr, Expr)
+Expr = tuple  # ("attr", name) | ("const", v) | ("shape", v, labels) | ("numel", v) | (operator name, Expr, Expr)
 _OPS: dict[str, Callable[[int, int], int]] = {
     "add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv}
 
@@ -83,6 +83,8 @@ def measured(out: Any, labels: torch.Tensor | None, dim: int | None = None) -> A
 
     Each remembers the labels of the dimension it measured (``labels``: x's, or None if x is untracked).
     """
+    if type(out) is int and dim is None:  # numel: counts every dim at once
+        return Size(out, ("numel", out))
     if type(out) is int:
         return Size(out, ("shape", out, _along(labels, dim)))
     if isinstance(out, torch.Size):
@@ -101,7 +103,7 @@ def evaluate(expr: Expr, env: dict[str, int]) -> int:
     kind = expr[0]
     if kind == "attr":
         return env[expr[1]]
-    if kind in ("const", "shape"):
+    if kind in ("const", "shape", "numel"):
         return expr[1]
     return _OPS[kind](evaluate(expr[1], env), evaluate(expr[2], env))
 
@@ -109,14 +111,14 @@ def evaluate(expr: Expr, env: dict[str, int]) -> int:
 def names(expr: Expr) -> set[str]:
     if expr[0] == "attr":
         return {expr[1]}
-    if expr[0] in ("const", "shape"):
+    if expr[0] in ("const", "shape", "numel"):
         return set()
     return names(expr[1]) | names(expr[2])
 
 
 def measures(expr: Expr) -> bool:
     """Whether ``expr`` reads a tensor's shape (then the forward pass recomputes it)."""
-    return expr[0] == "shape" or (expr[0] not in ("attr", "const") and (measures(expr[1]) or measures(expr[2])))
+    return expr[0] in ("shape", "numel") or (expr[0] not in ("attr", "const") and (measures(expr[1]) or measures(expr[2])))
 
 
 @dataclass
@@ -219,14 +221,18 @@ def record(tr: "Tracer", name: str, args: tuple, kwargs: dict, outs: list[torch.
     """Remember each output dimension of a shape op whose size came from module attributes.
 
     A dimension sized by another tensor's ``shape[d]`` keeps that count after compaction, so its
-    channels couple to that tensor's (and lock where it is untracked, e.g. a model input).
+    channels couple to that tensor's (and lock where it is untracked, e.g. a model input); one sized
+    by a number written in the code locks its channels.
     """
     for i, d, size in sized_dims(name, args, kwargs, outs):
-        labels = tr.get(outs[i]) if isinstance(size, Size) else None
-        if labels is None:
+        labels = tr.get(outs[i])
+        if labels is None or type(size) is bool or not isinstance(size, int):
             continue
         vec = _along(aligned(labels, outs[i].dim()), d)
-        if size.expr[0] == "shape":
+        if not isinstance(size, Size):  # a number in the code stays what it is: so must the channels
+            if size != -1 and len(vec) > 1:
+                tr.graph.lock(vec)
+        elif size.expr[0] == "shape":
             _same_count(tr, vec, size.expr[2])
         elif names(size.expr) and not measures(size.expr):
             tr.graph.sizes.append(Equation(size.expr, vec, int(size), name, tr.here(), d))

@@ -13,7 +13,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from ..errors import UnsupportedOperationError
+from ..errors import PruneError, UnsupportedOperationError
 from .core import Graph, aligned
 from .sizes import install, measured, uninstall
 from .rules import LEAVES, RULES
@@ -77,7 +77,8 @@ class Tracer(TorchFunctionMode):
         if self.leaf_depth:
             return out
         name = getattr(func, "__name__", str(func))
-        if name == "size" or (name == "__get__" and getattr(getattr(func, "__self__", None), "__name__", "") == "shape"):
+        if name in ("size", "numel", "nelement") or (
+                name == "__get__" and getattr(getattr(func, "__self__", None), "__name__", "") == "shape"):
             return self._measured(args, kwargs, out)
         if name in IGNORED:
             return out
@@ -88,7 +89,12 @@ class Tracer(TorchFunctionMode):
             return out
         if fn is None:
             self.fail(name, "prunekit has no channel rule for this operation")
-        fn(self, func, args, kwargs, out)
+        try:
+            fn(self, func, args, kwargs, out)
+        except PruneError:
+            raise
+        except Exception as err:  # a rule that cannot follow this call: refused, never a raw error
+            self.fail(name, f"its channel rule cannot follow this call ({type(err).__name__}: {err})")
         return out
 
     def _measured(self, args: tuple, kwargs: dict, out: Any) -> Any:

@@ -90,8 +90,8 @@ class Channels(Structure):
                            lambda n, m: ctx.exclude(n, m))
         if not cands:
             raise NoPrunableLayersError(
-                f"no prunable {self.kind} found: every unit is locked (outputs, embeddings, channel-mixing norms) "
-                "or excluded" + ("; heads come from attention layers" if self.kind == "heads" else "")
+                f"no prunable {self.kind} found: every unit is locked (outputs, embeddings, channel-mixing norms, "
+                "dims sized by a number in forward) or excluded" + ("; heads come from attention layers" if self.kind == "heads" else "")
             )
         by_slot = slot_units(graph, units)
         traced = Traced(graph, units, pruned_roots(graph, units, locked), MacCounter(graph, units, by_slot))
