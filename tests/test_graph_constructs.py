@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from construct_models import (BiasedSDPA, CaiTStyleAttention, ChannelShuffle, ChecksWidth, Encoder, HeadFirstAttention,
                               InnerDimAttention, PlainShuffle, ShapeAs, SplitByAttr, SwinStage, T5Like,
                               TalkingHeadsAttention, TwoAttrWidth, UnitsAttention, WidthAttrAttention, pad_mask,
                               shufflenet_v2)
 
 import prunekit as pk
+from prunekit.graph.sizes import Equation, Size, evaluate, solve
 
 torch.set_num_threads(1)
 
@@ -188,3 +190,28 @@ def test_a_forward_that_fails_after_compaction_is_located():
     pk.prune(model, 0.5, structure="channels", example_inputs=x)
     with pytest.raises(pk.CompactionError, match=r"in layer 'ChecksWidth' \(ValueError: expected 8 channels\)"):
         pk.compact(model, x)
+
+
+# properties -------------------------------------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(value=st.integers(1, 64), mul=st.integers(1, 8), div=st.integers(1, 4), add=st.integers(0, 3),
+       new=st.integers(1, 64))
+def test_an_attribute_is_solved_back_from_the_size_it_gives(value, mul, div, add, new):
+    """``(self.n * mul + add) // div`` sizing a dim: the solved n reproduces any reachable new size."""
+    n = Size(value, ("attr", "m.n"))
+    size = (n * mul + add) // div
+    target = (new * mul + add) // div
+    eq = Equation(size.expr, torch.arange(1), target, "view", "m", 1)
+    solved = solve([eq], lambda e: True, {"m.n": value})
+    assert evaluate(size.expr, {"m.n": solved.get("m.n", value)}) == target
+
+
+@settings(max_examples=6, deadline=None)
+@given(heads=st.sampled_from([2, 3, 4, 6]), head_dim=st.sampled_from([4, 8]), sparsity=st.sampled_from([0.25, 0.5]))
+def test_any_attribute_sized_attention_compacts(heads, head_dim, sparsity):
+    x, variants = ENCODER_INPUTS
+    model = Encoder(lambda: WidthAttrAttention(32, heads, head_dim))
+    small = check(model, x, variants[:2] + variants[3:], sparsity=sparsity)
+    kept = [a.num_heads for a in small.attns]
+    assert sum(kept) == 2 * heads - round(sparsity * 2 * heads)
+    assert all(a.attn_dim == k * head_dim == a.proj.in_features for a, k in zip(small.attns, kept))
