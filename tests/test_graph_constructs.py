@@ -14,6 +14,7 @@ from construct_models import (BiasedSDPA, CaiTStyleAttention, ChannelShuffle, Ch
                               shufflenet_v2)
 
 import prunekit as pk
+from prunekit.graph import trace, units_of
 from prunekit.graph.sizes import Equation, Size, evaluate, solve
 
 torch.set_num_threads(1)
@@ -140,6 +141,9 @@ def test_transformers_t5_heads():
     torch.manual_seed(0)
     model = transformers.T5ForConditionalGeneration(cfg).eval()
     ids, dec = torch.randint(0, 64, (2, 7)), torch.randint(0, 64, (2, 5))
+    units, locked = units_of(trace(model, (ids, None, dec)))
+    free = {k[0] for u in units if u.kind == "heads" and u.root not in locked for k, _ in u.positions}
+    assert "decoder.block.1.layer.1.EncDecAttention.q" in free  # its bias is torch.zeros(1, self.n_heads, ...)
     pk.prune(model, 0.5, structure="heads", example_inputs=(ids, None, dec))
     small = pk.compact(model, (ids, None, dec))
     mask = torch.ones(3, 9, dtype=torch.long)

@@ -152,7 +152,7 @@ class Tracer(TorchFunctionMode):
         return out
 
 
-_PRODUCERS = {"conv1d", "conv2d", "conv3d", "linear", "embedding", "addmm", "__getitem__"}
+_PRODUCERS = {"conv1d", "conv2d", "conv3d", "linear", "embedding", "addmm", "__getitem__", "zeros", "ones", "full"}
 
 
 def _plain(out: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Per-head tensors that are not a layer's weights: position-bias tables and biases added to the scores.
+"""Per-head tensors that are not a layer's weights: position-bias tables, biases added to the scores, constants.
 
 A Swin relative-position table ``table[relative_position_index]`` holds one column per head; a bias
 handed to ``scaled_dot_product_attention`` as ``attn_mask`` (T5 computes one and shares it across
@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .. import sizes
 from ..core import aligned, varying
+from .registry import rule
 
 if TYPE_CHECKING:
     from ..trace import Tracer
@@ -47,3 +49,23 @@ def attn_mask(tr: Tracer, mask, scores: torch.Tensor) -> None:
     offset = scores.dim() - mask.dim()
     if any(d >= offset and mask.shape[d - offset] > 1 for d in varying(lab)):
         tr.graph.lock(lab)
+
+
+@rule("zeros", "ones", "full")
+def constant(tr: Tracer, func, args, kwargs, out) -> None:
+    """``torch.zeros(1, self.n_heads, T, S)``: a constant sized by an attribute (T5's cross-attention bias).
+
+    Constant along every dim, it may take any size: the first dim an attribute sized gets fresh labels
+    (coupled to whatever it meets, e.g. heads) and an equation, so compaction updates the attribute.
+    """
+    sizes_ = args[0] if args and isinstance(args[0], (tuple, list, torch.Size)) else args
+    if not isinstance(out, torch.Tensor) or len(sizes_) != out.dim():
+        return
+    for d, n in enumerate(sizes_):
+        if isinstance(n, sizes.Size) and n > 1 and sizes.names(n.expr) and not sizes.measures(n.expr):
+            shape = [1] * out.dim()
+            shape[d] = int(n)
+            labels = tr.graph.new(int(n)).reshape(shape)
+            tr.set(out, labels)
+            tr.graph.sizes.append(sizes.Equation(n.expr, labels.reshape(-1), int(n), func.__name__, tr.here(), d))
+            return
