@@ -356,3 +356,8 @@ def pad_mask(batch: int, n: int) -> torch.Tensor:
     """A key-padding mask (True: attend) of shape (batch, 1, 1, n), every row keeping at least 2 keys."""
     lengths = torch.randint(2, n + 1, (batch,), generator=torch.Generator().manual_seed(batch * n))
     return (torch.arange(n)[None, :] < lengths[:, None])[:, None, None, :]
+
+
+def tokens(batch: int, n: int) -> torch.Tensor:
+    """Seeded (batch, n, 16) token features for the :class:`Encoder` constructs."""
+    return torch.randn(batch, n, 16, generator=torch.Generator().manual_seed(batch + n))

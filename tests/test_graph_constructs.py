@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from construct_models import (BiasedSDPA, CaiTStyleAttention, ChannelShuffle, ChecksWidth, Encoder, HeadFirstAttention,
                               InnerDimAttention, PlainShuffle, ShapeAs, SplitByAttr, SwinStage, T5Like,
                               TalkingHeadsAttention, TwoAttrWidth, UnitsAttention, WidthAttrAttention, pad_mask,
-                              shufflenet_v2)
+                              shufflenet_v2, tokens)
 
 import prunekit as pk
 from prunekit.graph import trace, units_of
@@ -36,10 +36,6 @@ def check(model, x, variants=(), structure="heads", sparsity=0.5, **kw):
             args = inputs if isinstance(inputs, tuple) else (inputs,)
             torch.testing.assert_close(small(*args), model(*args), atol=1e-5, rtol=1e-5)
     return small
-
-
-def tokens(batch: int, n: int) -> torch.Tensor:
-    return torch.randn(batch, n, 16, generator=torch.Generator().manual_seed(batch + n))
 
 
 ENCODER_INPUTS = (tokens(2, 6), [tokens(3, 6), tokens(2, 9), (tokens(2, 6), pad_mask(2, 6)),
