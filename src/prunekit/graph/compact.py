@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CompactionError
+from ..errors import CompactionError, PruneError
 from ..inputs import check_forward
 from ..masks import mask_of, unprune
 from ..outputs import model_outputs as _outputs
@@ -105,6 +105,16 @@ def _sync(module: nn.Module) -> None:
 
 def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
     """Resize ``model``'s tensors and attributes in place as ``plan`` says; return it."""
+    try:
+        return _apply(model, plan)
+    except PruneError:
+        raise
+    except Exception as err:  # a module that refuses its new sizes: named, never a raw error
+        raise CompactionError(f"cannot rebuild {type(model).__name__} with fewer channels "
+                              f"({type(err).__name__}: {err}); exclude the layers involved") from None
+
+
+def _apply(model: nn.Module, plan: dict) -> nn.Module:
     touched = {}
     for qname, dims in plan["params"].items():
         module, leaf = _resolve(model, qname)

@@ -40,6 +40,8 @@ class Graph:
     attrs: list[tuple[str, str, torch.Tensor]] = field(default_factory=list)  # module, attribute, its labels
     mha: dict[str, int] = field(default_factory=dict)  # MultiheadAttention name -> head count
     sizes: list = field(default_factory=list)  # sizes.Equation: dims sized by module attributes
+    why: dict[int, str] = field(default_factory=dict)  # locked element -> the op and layer that locked it
+    context: str = ""  # the op being traced, named in lock reasons
     values: dict[str, int] = field(default_factory=dict)  # every int attribute's value when traced
 
     def new(self, n: int, locked: bool = False, interface: bool = False) -> torch.Tensor:
@@ -80,8 +82,27 @@ class Graph:
         flat = labels.reshape(-1)
         self.union(flat[:1], flat)
 
-    def lock(self, labels: torch.Tensor) -> None:
+    def lock(self, labels: torch.Tensor, why: str = "") -> None:
+        """Keep these elements; remember the op (and ``why``) for messages about what is not prunable."""
         self.locked.update(int(v) for v in labels.reshape(-1).unique().tolist())
+        self.note(labels, why)
+
+    def note(self, labels: torch.Tensor, why: str = "") -> None:
+        """Remember why these elements are (or may become, through a coupling) kept."""
+        reason = f"{self.context}: {why}" if why and self.context else why or self.context
+        if reason:
+            for v in labels.reshape(-1).unique().tolist():
+                self.why.setdefault(int(v), reason)
+
+    def reasons(self, roots: set[int], limit: int = 3) -> list[str]:
+        """Distinct reasons why units with these roots were locked (first ``limit``, in trace order)."""
+        found: list[str] = []
+        for e, reason in self.why.items():
+            if reason not in found and self.find(e) in roots:
+                found.append(reason)
+                if len(found) == limit:
+                    break
+        return found
 
     def bind(self, module: str, name: str, dim: int, labels: torch.Tensor) -> None:
         """Say that index i of ``module.name`` along ``dim`` belongs to element ``labels[i]``."""

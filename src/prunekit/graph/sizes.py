@@ -231,7 +231,7 @@ def record(tr: "Tracer", name: str, args: tuple, kwargs: dict, outs: list[torch.
         vec = _along(aligned(labels, outs[i].dim()), d)
         if not isinstance(size, Size):  # a number in the code stays what it is: so must the channels
             if size != -1 and len(vec) > 1:
-                tr.graph.lock(vec)
+                tr.graph.lock(vec, f"dimension {d} has the size {size} written in the code")
         elif size.expr[0] == "shape":
             _same_count(tr, vec, size.expr[2])
         elif names(size.expr) and not measures(size.expr):
@@ -244,8 +244,9 @@ def _same_count(tr: "Tracer", vec: torch.Tensor, source: torch.Tensor | None) ->
     if len(vec) == 1:
         return
     if source is None or len(source) != len(vec):
-        tr.graph.lock(vec)
+        tr.graph.lock(vec, "a dimension is sized by another tensor's shape that keeps its size")
         return
     g = tr.graph
     if sorted(g.roots(vec).tolist()) != sorted(g.roots(source).tolist()):
+        g.note(vec, "a dimension is sized by another tensor's shape, so it keeps that tensor's channels")
         g.union(vec, source)

@@ -89,6 +89,7 @@ class Tracer(TorchFunctionMode):
             return out
         if fn is None:
             self.fail(name, "prunekit has no channel rule for this operation")
+        self.graph.context = f"{name!r} in layer {self.here()!r}"
         try:
             fn(self, func, args, kwargs, out)
         except PruneError:

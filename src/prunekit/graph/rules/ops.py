@@ -75,7 +75,7 @@ def _follow(tr: Tracer, t: torch.Tensor, labels: torch.Tensor, ndim: int) -> Non
         return
     owner = tr.param(t)
     if owner is None or len(spans) > 1 or len(varying(labels)) > 1:
-        tr.graph.lock(labels)
+        tr.graph.lock(labels, "an untraced tensor (a buffer or a constant) spans these channels")
         return
     d = spans[0]
     tr.graph.bind(owner[0], owner[1], d - offset, labels.movedim(d, 0).reshape(labels.shape[d], -1)[:, 0])

@@ -48,7 +48,7 @@ def attn_mask(tr: Tracer, mask, scores: torch.Tensor) -> None:
         return
     offset = scores.dim() - mask.dim()
     if any(d >= offset and mask.shape[d - offset] > 1 for d in varying(lab)):
-        tr.graph.lock(lab)
+        tr.graph.lock(lab, "attn_mask differs per head but is not computed from traced tensors")
 
 
 @rule("zeros", "ones", "full")
