@@ -181,11 +181,11 @@ def test_unresolvable_op_names_op_and_layer():
         pk.prune(Einsum(), 0.5, structure="channels", example_inputs=torch.randn(2, 4))
 
 
-def test_hard_coded_size_keeps_the_channels_it_sizes():
-    """``view(-1, 6)`` keeps fc's 6 channels (pruning them could never compact), so nothing is left to prune."""
+def test_hard_coded_size_refuses_to_compact():
     model, x = HardCoded(), torch.randn(2, 4)
-    with pytest.raises(pk.NoPrunableLayersError, match=r"'view' in layer 'HardCoded': dimension 1 has the size 6"):
-        pk.prune(model, 0.5, structure="channels", example_inputs=x)
+    pk.prune(model, 0.5, structure="channels", example_inputs=x)
+    with pytest.raises(pk.CompactionError, match="hard-codes"):
+        pk.compact(model, x)
 
 
 def test_argument_errors():

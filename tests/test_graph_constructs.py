@@ -59,11 +59,14 @@ def test_attention_sized_by_attributes(attn, heads, width, structure):
         assert sum(getattr(a, heads) for a in small.attns) == 4
 
 
-def test_width_read_from_the_input_keeps_the_heads():
-    """timm's ``reshape(B, N, C)`` with C from the block's input: its heads cannot shrink, channels can."""
+def test_width_read_from_the_input_refuses_head_compaction_by_name():
+    """timm's ``reshape(B, N, C)`` with C from the block's input: heads can be masked, not removed; channels can."""
     x, variants = ENCODER_INPUTS
-    with pytest.raises(pk.NoPrunableLayersError, match=r"no prunable heads.*'reshape' in layer 'attns.0': .*shape"):
-        pk.prune(Encoder(CaiTStyleAttention), 0.5, structure="heads", example_inputs=x)
+    model = Encoder(CaiTStyleAttention)
+    pk.prune(model, 0.5, structure="heads", example_inputs=x)
+    with pytest.raises(pk.CompactionError, match=r"'reshape' in layer 'attns.\d' sizes dimension 2 with another "
+                                                 r"tensor's shape \(32, 32 after compaction\).*leaves (8|16|24) "):
+        pk.compact(model, x)
     small = check(Encoder(CaiTStyleAttention), x, variants, structure="channels")
     assert all(a.qkv.out_features == 96 for a in small.attns) and small.mlps[0][0].out_features < 48
 

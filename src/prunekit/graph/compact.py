@@ -62,7 +62,12 @@ def make_plan(graph: Graph, gone: set[int]) -> dict:
         kept = sum(graph.find(int(e)) not in gone for e in labels.tolist())
         if kept != len(labels):
             attrs[f"{m}.{attr}" if m else attr] = kept
-    attrs.update(solve(graph.sizes, lambda e: graph.find(e) not in gone, graph.values))
+    def kept(e: int) -> bool:
+        return graph.find(e) not in gone
+
+    for fixed in graph.fixed:
+        fixed.check(kept)
+    attrs.update(solve(graph.sizes, kept, graph.values))
     mha = {}
     for name, heads in graph.mha.items():
         rows = params.get(f"{name}.in_proj_weight", {}).get("0")
@@ -157,7 +162,8 @@ def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: 
     graph = trace(model, example_inputs)
     units, locked = units_of(graph)
     gone = pruned_roots(graph, units, locked)
-    dead = dead_roots(graph, units, locked) - gone
+    pinned = {graph.find(int(e)) for f in graph.fixed for e in f.labels.tolist()}  # sized by a number: kept
+    dead = dead_roots(graph, units, locked) - gone - pinned
     if not dead:
         return _build(model, graph, gone, {}, example_inputs, check, atol)
     spans = consumer_inputs(model, graph, example_inputs)

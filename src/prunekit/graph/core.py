@@ -40,6 +40,7 @@ class Graph:
     attrs: list[tuple[str, str, torch.Tensor]] = field(default_factory=list)  # module, attribute, its labels
     mha: dict[str, int] = field(default_factory=dict)  # MultiheadAttention name -> head count
     sizes: list = field(default_factory=list)  # sizes.Equation: dims sized by module attributes
+    fixed: list = field(default_factory=list)  # sizes.Fixed: dims sized by a number or another tensor's shape
     why: dict[int, str] = field(default_factory=dict)  # locked element -> the op and layer that locked it
     context: str = ""  # the op being traced, named in lock reasons
     values: dict[str, int] = field(default_factory=dict)  # every int attribute's value when traced
@@ -84,15 +85,12 @@ class Graph:
 
     def lock(self, labels: torch.Tensor, why: str = "") -> None:
         """Keep these elements; remember the op (and ``why``) for messages about what is not prunable."""
-        self.locked.update(int(v) for v in labels.reshape(-1).unique().tolist())
-        self.note(labels, why)
-
-    def note(self, labels: torch.Tensor, why: str = "") -> None:
-        """Remember why these elements are (or may become, through a coupling) kept."""
+        values = [int(v) for v in labels.reshape(-1).unique().tolist()]
+        self.locked.update(values)
         reason = f"{self.context}: {why}" if why and self.context else why or self.context
         if reason:
-            for v in labels.reshape(-1).unique().tolist():
-                self.why.setdefault(int(v), reason)
+            for v in values:
+                self.why.setdefault(v, reason)
 
     def reasons(self, roots: set[int], limit: int = 3) -> list[str]:
         """Distinct reasons why units with these roots were locked (first ``limit``, in trace order)."""

@@ -218,35 +218,49 @@ def _invert(expr: Expr, name: str, env: dict[str, int], target: int) -> int | No
 
 
 def record(tr: "Tracer", name: str, args: tuple, kwargs: dict, outs: list[torch.Tensor]) -> None:
-    """Remember each output dimension of a shape op whose size came from module attributes.
-
-    A dimension sized by another tensor's ``shape[d]`` keeps that count after compaction, so its
-    channels couple to that tensor's (and lock where it is untracked, e.g. a model input); one sized
-    by a number written in the code locks its channels.
-    """
+    """Remember each output dimension of a shape op whose size came from module attributes, a number
+    written in the code, or another tensor's shape: compaction solves the first and checks the others."""
     for i, d, size in sized_dims(name, args, kwargs, outs):
         labels = tr.get(outs[i])
         if labels is None or type(size) is bool or not isinstance(size, int):
             continue
         vec = _along(aligned(labels, outs[i].dim()), d)
-        if not isinstance(size, Size):  # a number in the code stays what it is: so must the channels
-            if size != -1 and len(vec) > 1:
-                tr.graph.lock(vec, f"dimension {d} has the size {size} written in the code")
-        elif size.expr[0] == "shape":
-            _same_count(tr, vec, size.expr[2])
-        elif names(size.expr) and not measures(size.expr):
+        if len(vec) == 1:
+            continue  # one unit spans the dim: its size never changes
+        if isinstance(size, Size) and names(size.expr) and not measures(size.expr):
             tr.graph.sizes.append(Equation(size.expr, vec, int(size), name, tr.here(), d))
+        elif not isinstance(size, Size) and size != -1:
+            tr.graph.fixed.append(Fixed(vec, None, int(size), name, tr.here(), d))
+        elif isinstance(size, Size) and size.expr[0] == "shape":
+            source = size.expr[2]
+            if source is None or len(source) != len(vec) or \
+                    sorted(tr.graph.roots(vec).tolist()) != sorted(tr.graph.roots(source).tolist()):
+                tr.graph.fixed.append(Fixed(vec, source, int(size), name, tr.here(), d))
 
 
-def _same_count(tr: "Tracer", vec: torch.Tensor, source: torch.Tensor | None) -> None:
-    """Make ``vec`` keep as many channels as ``source`` does: nothing to do when they hold the same units
-    (the same tensor, or a permutation of it), else couple them position by position, or lock ``vec``."""
-    if len(vec) == 1:
-        return
-    if source is None or len(source) != len(vec):
-        tr.graph.lock(vec, "a dimension is sized by another tensor's shape that keeps its size")
-        return
-    g = tr.graph
-    if sorted(g.roots(vec).tolist()) != sorted(g.roots(source).tolist()):
-        g.note(vec, "a dimension is sized by another tensor's shape, so it keeps that tensor's channels")
-        g.union(vec, source)
+@dataclass
+class Fixed:
+    """A dimension sized by a number in the code (``source`` None) or by another tensor's ``shape[d]``.
+
+    Pruning may still mask its channels; compaction refuses unless it keeps exactly that many.
+    """
+
+    labels: torch.Tensor
+    source: torch.Tensor | None
+    size: int
+    op: str
+    module: str
+    dim: int
+
+    def check(self, kept: Callable[[int], bool]) -> None:
+        have = sum(kept(int(e)) for e in self.labels.tolist())
+        need = self.size if self.source is None or len(self.source) == 1 else sum(
+            kept(int(e)) for e in self.source.tolist())
+        if have == need:
+            return
+        what = (f"hard-codes dimension {self.dim} as {self.size}" if self.source is None else
+                f"sizes dimension {self.dim} with another tensor's shape ({self.size}, {need} after compaction)")
+        raise CompactionError(
+            f"{self.op!r} in layer {self.module!r} {what}, but compaction leaves {have} channels there — write -1 "
+            f"or size it from a module attribute or this tensor's shape, or exclude layer {self.module!r} from "
+            "channel/head pruning (masks alone are fine)")
