@@ -120,8 +120,9 @@ def section(runs: dict[str, dict]) -> str:
     lines = [START, "## Constructs from third-party models (issue 13 items 3-5, `bench/constructs.py`)", "",
              "50 % heads / channels, prune + compact, one run each (one thread, 2-core AMD EPYC, torch "
              f"{torch.__version__}). \"equal\": compacted outputs equal the masked model's (1e-5); params: "
-             "fraction kept; \"refused\": a named PruneError (e.g. nothing prunable because the construct "
-             "locks those units).", "",
+             "fraction kept; \"refused\": a PruneError (on main the CompactionErrors say only that the forward "
+             "\"likely hard-codes a channel or head count\"; on this branch they name the op, layer, dimension "
+             "and sizes).", "",
              "| construct | structure | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
     for case in CASES:
         for structure in structures(case):
