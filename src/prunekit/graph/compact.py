@@ -11,12 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CompactionError
+from ..errors import CompactionError, PruneError
 from ..inputs import check_forward
 from ..masks import mask_of, unprune
 from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
 from .core import Graph, units_of
+from .sizes import solve
+from .locate import divergence, failure
 from .fold import constants, consumer_inputs, dead_roots, fold
 from .hf import resized
 from .trace import trace
@@ -61,6 +63,12 @@ def make_plan(graph: Graph, gone: set[int]) -> dict:
         kept = sum(graph.find(int(e)) not in gone for e in labels.tolist())
         if kept != len(labels):
             attrs[f"{m}.{attr}" if m else attr] = kept
+    def kept(e: int) -> bool:
+        return graph.find(e) not in gone
+
+    for fixed in graph.fixed:
+        fixed.check(kept)
+    attrs.update(solve(graph.sizes, kept, graph.values))
     mha = {}
     for name, heads in graph.mha.items():
         rows = params.get(f"{name}.in_proj_weight", {}).get("0")
@@ -93,6 +101,8 @@ def _sync(module: nn.Module) -> None:
         per_group = module.num_channels // module.num_groups
         module.num_channels = w.shape[0]
         module.num_groups = w.shape[0] // per_group
+    elif isinstance(module, nn.Embedding):
+        module.num_embeddings, module.embedding_dim = w.shape
     elif isinstance(module, nn.modules.batchnorm._NormBase):
         module.num_features = (w if w is not None else module.running_mean).shape[0]
     elif hasattr(module, "nf") and hasattr(module, "nx") and w is not None and w.dim() == 2:
@@ -112,6 +122,16 @@ def _retie(model: nn.Module, done: dict[int, tuple[torch.Tensor, torch.Tensor]],
 
 def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
     """Resize ``model``'s tensors and attributes in place as ``plan`` says; return it."""
+    try:
+        return _apply(model, plan)
+    except PruneError:
+        raise
+    except Exception as err:  # a module that refuses its new sizes: named, never a raw error
+        raise CompactionError(f"cannot rebuild {type(model).__name__} with fewer channels "
+                              f"({type(err).__name__}: {err}); exclude the layers involved") from None
+
+
+def _apply(model: nn.Module, plan: dict) -> nn.Module:
     touched, done = {}, {}
     for qname, dims in plan["params"].items():
         module, leaf = _resolve(model, qname)
@@ -159,7 +179,8 @@ def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: 
     graph = trace(model, example_inputs)
     units, locked = units_of(graph)
     gone = pruned_roots(graph, units, locked)
-    dead = dead_roots(graph, units, locked) - gone
+    pinned = {graph.find(int(e)) for f in graph.fixed for e in f.labels.tolist()}  # sized by a number: kept
+    dead = dead_roots(graph, units, locked) - gone - pinned
     if not dead:
         return _build(model, graph, gone, {}, example_inputs, check, atol)
     spans = consumer_inputs(model, graph, example_inputs)
@@ -191,21 +212,26 @@ def verify(reference: nn.Module, small: nn.Module, example_inputs: Any, atol: fl
     ref = _outputs(reference, example_inputs)
     try:
         got = _outputs(small, example_inputs)
-    except (RuntimeError, ValueError) as err:
+    except Exception:  # described, with the op and layer, by re-running under a locator
         raise CompactionError(
-            f"the compacted model fails to run ({err}); its forward pass likely hard-codes a channel or "
-            "head count — compute sizes from tensor shapes, or exclude the layers involved"
-        ) from err
+            f"the compacted model fails {failure(small, example_inputs)}: the forward pass there hard-codes "
+            "or checks a size that compaction changed — size it from the tensor (x.shape, -1) or from a module "
+            "attribute, or exclude that layer"
+        ) from None
     worst = 0.0
-    for a, b in zip(ref, got):
+    for i, (a, b) in enumerate(zip(ref, got)):
         if a.shape != b.shape:
-            raise CompactionError(f"compacted output has shape {tuple(b.shape)}, expected {tuple(a.shape)}")
+            where = divergence(reference, small, example_inputs, atol)
+            raise CompactionError(f"output {i} of the compacted model has shape {tuple(b.shape)}, expected "
+                                  f"{tuple(a.shape)}" + (f"; it first differs in layer {where!r}" if where else ""))
         if a.is_floating_point():
             scale = 1.0 + float(a.abs().max()) if a.numel() else 1.0
             worst = max(worst, float((a - b).abs().max()) / scale if a.numel() else 0.0)
     if worst > atol:
+        where = divergence(reference, small, example_inputs, atol)
         raise CompactionError(
-            f"the compacted model differs from the masked one by {worst:.2e} (relative); an operation "
-            "between the pruned layers is not zero-preserving — exclude those layers"
+            f"the compacted model differs from the masked one by {worst:.2e} (relative)"
+            + (f", first in layer {where!r}" if where else "") + ": an operation there is not zero-preserving "
+            "— exclude that layer"
         )
     return worst

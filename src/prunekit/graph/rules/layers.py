@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..core import MacTerm, varying
+from . import perhead
 from .registry import rule
 
 if TYPE_CHECKING:
@@ -144,10 +145,11 @@ def linear(tr: Tracer, func, args, kwargs, out) -> None:
 
 @rule("embedding")
 def embedding(tr: Tracer, func, args, kwargs, out) -> None:
-    """Embeddings are kept whole: their width is the model's interface."""
+    """Embeddings are kept whole (their width is the model's interface) unless each column is a head's
+    (T5's relative-position bias): then a column goes with its head."""
     w = args[1] if len(args) > 1 else kwargs["weight"]
     m, p = _owner(tr, w, "embedding")
-    out_lab = tr.graph.new(w.shape[1], locked=True)
+    out_lab = tr.graph.new(w.shape[1], interface=True)
     tr.graph.bind(m, p, 1, out_lab)
     tr.set(out, out_lab.reshape(_shape_at(w.shape[1], -1, out.dim())))
 
@@ -211,6 +213,7 @@ def sdpa(tr: Tracer, func, args, kwargs, out) -> None:
     lab = product_labels(tr, q, kt, scores, "scaled_dot_product_attention")
     if lab is not None:
         tr.set(scores, lab)
+        perhead.attn_mask(tr, args[3] if len(args) > 3 else kwargs.get("attn_mask"), scores)
     tr.set(out, product_labels(tr, scores, v, out, "scaled_dot_product_attention"))
 
 
