@@ -48,19 +48,20 @@ def train_base(args: argparse.Namespace, train, val) -> tuple[nn.Module, dict]:
     settings = {"model": args.model, "seq_len": args.seq_len, "steps": args.steps, "batch_size": args.batch_size,
                 "lr": args.lr, "weight_decay": 0.1, "warmup_steps": args.steps // 20, "seed": 0}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    path, meta_path = CACHE / f"lm-{key}.safetensors", CACHE / f"lm-{key}.json"
+    cache = Path(args.cache)
+    path, meta_path = cache / f"lm-{key}.safetensors", cache / f"lm-{key}.json"
     torch.manual_seed(0)
     model = pk.models.create(args.model, num_classes=train.num_classes, input_size=args.seq_len)
     if path.is_file() and meta_path.is_file():
         model.load_state_dict(load_file(str(path)))
         return model, json.loads(meta_path.read_text())
     start = time.process_time()
-    history = pk.train(model, train, val, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer="adamw",
+    history = pk.train(model, train, None, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer="adamw",
                        weight_decay=0.1, lr_schedule="cosine", warmup_steps=args.steps // 20, seed=0,
                        progress=sys.stderr.isatty())
     meta = {**settings, "tokens_seen": args.steps * args.batch_size * args.seq_len, "train_cpu_s": time.process_time() - start,
             "epochs": history.records, "params": sum(p.numel() for p in model.parameters())}
-    CACHE.mkdir(exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(path))
     meta_path.write_text(json.dumps(meta, indent=1))
     return model, meta
@@ -116,13 +117,16 @@ def prune_eval(dense: nn.Module, options: dict, sparsity: float | None, calib, t
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    train, val, test = pk.data.load("wiki-summaries", args.data_dir, seq_len=args.seq_len)
+    train, val, test = pk.data.load(args.dataset, args.data_dir, seq_len=args.seq_len)
     dense, meta = train_base(args, train, val)
+    val, test = (d.subset(torch.arange(min(args.eval_windows, len(d)))) for d in (val, test))
     calib = calibration(train, args.calib_windows, seed=0)
     batches = [calib.batch(torch.arange(i, min(i + 16, len(calib)))) for i in range(0, len(calib), 16)]
     probe = test.images[torch.randperm(len(test), generator=torch.Generator().manual_seed(1))[:32]]
     out = {"base": meta, "dense_test_ppl": test_ppl(dense, test), "dense_val_ppl": perplexity(pk.evaluate(dense, val)["loss"]),
-           "test_tokens": test.tokens, "calib_tokens": calib.tokens, "rows": [], "skipped": {}, "recon_50": {}}
+           "test_tokens": test.tokens, "train_tokens": train.tokens, "calib_tokens": calib.tokens, "dataset": args.dataset,
+           "machine": f"{platform.processor() or platform.machine()}, 2-core AMD EPYC", "torch": torch.__version__,
+           "threads": args.threads, "rows": [], "skipped": {}, "recon_50": {}}
     print(f"dense test ppl {out['dense_test_ppl']:.3f}", flush=True)
     jobs = [(name, opts, s) for name, opts in METHODS.items() for s in SPARSITIES]
     jobs += [(f"{name} 2:4", {"score": score, "structure": "2:4"}, None) for name, score in NM_METHODS.items()]
@@ -144,12 +148,13 @@ def markdown(res: dict) -> str:
     b = res["base"]
     methods = list(dict.fromkeys(r["method"] for r in res["rows"] if r["structure"] == "weights"))
     ppl = {(r["method"], r["sparsity"]): r["test_ppl"] for r in res["rows"]}
-    lines = [START, "## Language-model pruning: byte-level GPT on wiki-summaries (issue 12, `bench/lm.py`)", "",
+    lines = [START, f"## Language-model pruning: byte-level GPT on {res['dataset']} (issue 12, `bench/lm.py`)", "",
              f"Model `{b['model']}` ({b['params'] / 1e6:.2f} M parameters, context {b['seq_len']} bytes), trained once: "
              f"{b['steps']} AdamW steps × {b['batch_size']} windows × {b['seq_len']} bytes = {b['tokens_seen'] / 1e6:.1f} M "
-             f"tokens (~{b['tokens_seen'] / 3.94e6:.1f} epochs of the 3.94 M training bytes), {b['train_cpu_s'] / 60:.1f} CPU-min. "
+             f"tokens ({b['tokens_seen'] / res['train_tokens']:.2f} epochs of the {res['train_tokens'] / 1e6:.2f} M training bytes), "
+             f"{b['train_cpu_s'] / 60:.1f} CPU-min. "
              f"Dense perplexity per byte: test {res['dense_test_ppl']:.3f}, validation {res['dense_val_ppl']:.3f} "
-             f"({res['test_tokens']:,} test bytes, windows of {b['seq_len']}, stride {b['seq_len']}). "
+             f"(the first {res['test_tokens']:,} bytes of each split, windows of {b['seq_len']}, stride {b['seq_len']}). "
              f"One-shot pruning of every Linear in the blocks (head and embeddings dense), no fine-tuning; "
              f"calibration: {res['calib_tokens']:,} bytes ({res['calib_tokens'] // b['seq_len']} random training windows).",
              "", "| method | " + " | ".join(f"{int(100 * s)} %" for s in SPARSITIES) + " | 2:4 |",
@@ -185,26 +190,31 @@ def acceptance(res: dict) -> str:
             f"SparseGPT ≤ Wanda: {'yes' if ppl['sparsegpt'] <= ppl['wanda'] else 'no'}.")
 
 
-def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="wiki-summaries", choices=["wiki-summaries", "wikitext"])
+    ap.add_argument("--cache", default=str(CACHE), help="where the trained dense model is kept")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets" / "wiki-summaries"))
     ap.add_argument("--model", default="gpt")
     ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=1800)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--calib-windows", type=int, default=128)
+    ap.add_argument("--eval-windows", type=int, default=1024, help="the first N windows of test and validation")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train-only", action="store_true", help="train and cache the dense model, then stop")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse()
     if args.train_only:
         torch.set_num_threads(args.threads)
-        train, val, _ = pk.data.load("wiki-summaries", args.data_dir, seq_len=args.seq_len)
+        train, val, _ = pk.data.load(args.dataset, args.data_dir, seq_len=args.seq_len)
         print(json.dumps(train_base(args, train, val)[1], indent=1))
         return
     res = run(args)
-    res.update(machine=f"{platform.processor() or platform.machine()}, 2-core AMD EPYC", torch=torch.__version__,
-               threads=args.threads)
     JSON.write_text(json.dumps(res, indent=1))
     text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n\n"
     section = markdown(res)

@@ -66,3 +66,24 @@ def test_wiki_gpt_config_is_valid():
     config = load(ROOT / "configs" / "wiki-gpt.yaml")
     assert config.datasets == ["wiki-summaries"] and config.models == ["gpt"]
     assert all(m.target == "prunable_compression" or m.nominal_compression for m in config.methods)
+
+
+def test_lm_bench_script_runs_tiny(tmp_path):
+    """bench/lm.py end to end on generated raw files and gpt-tiny: every magnitude cell, errors at 50 %."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_lm", ROOT / "bench" / "lm.py")
+    lm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lm)
+    args = lm.parse(["--dataset", "wikitext", "--data-dir", str(write_corpus(tmp_path)), "--model", "gpt-tiny",
+                     "--seq-len", "32", "--steps", "5", "--calib-windows", "4", "--eval-windows", "8",
+                     "--cache", str(tmp_path / "cache")])
+    res = lm.run(args)
+    cells = {(r["method"], r["sparsity"]) for r in res["rows"]}
+    assert {("magnitude (layer)", s) for s in lm.SPARSITIES} <= cells and ("magnitude 2:4", 0.5) in cells
+    errors = res["recon_50"]["magnitude (layer)"]
+    assert set(errors) == {f"blocks.0.{n}" for n in ("attn.q", "attn.k", "attn.v", "attn.out", "fc", "proj")}
+    assert all(0 < e < 2 for e in errors.values())
+    text = lm.markdown(res)
+    assert "| magnitude (layer) |" in text and text.startswith(lm.START) and text.endswith(lm.END)
+    assert lm.run(args)["base"] == res["base"]  # the second run reads the cached model

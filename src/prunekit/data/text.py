@@ -147,7 +147,7 @@ def calibration(train: TextWindows, n: int, seed: int = 0) -> TextWindows:
         raise PruneError(f"cannot draw {n} calibration windows from {len(train)} training windows; "
                          f"ask for 1 to {len(train)}")
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return TextWindows(train.images[pick], train.labels[pick], classes=train.classes)
+    return train.subset(pick)
 
 
 def perplexity(loss: float) -> float:
