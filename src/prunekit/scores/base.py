@@ -72,13 +72,15 @@ class Score(ABC):
     (``context.rows``) to bound memory; set it False for a score that must see the whole tensor.
     What a score needs is declared for the harness and the CLI to read: ``needs_data`` (batches
     ``data=``), ``needs_loss`` (it differentiates ``loss_fn``, cross-entropy by default),
-    ``needs_example_inputs``.
+    ``needs_example_inputs``, ``needs_calibration`` (``data=`` are model inputs whose per-layer
+    statistics the score collects, see :mod:`prunekit.calibration`; labels are optional).
     """
 
     reduce = "sum"
     needs_data = False
     needs_loss = False
     needs_example_inputs = False
+    needs_calibration = False
     elementwise = True  # scores of a row block depend only on that block: scored in chunks
 
     def prepare(self, model: nn.Module, targets: list[Target], data: Any, loss_fn: Any) -> Any:
