@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
         model, ppl, seconds = prune_eval(dense, opts, s, batches, test)
         out["rows"].append({"method": name, "sparsity": s if s is not None else 0.5, "structure": opts.get("structure", "weights"),
                             "test_ppl": ppl, "prune_cpu_s": seconds, "achieved_sparsity": pk.sparsity(model)})
-        print(f"{name:20s} {s} ppl {ppl:.3f} ({seconds:.1f} CPU-s)", flush=True)
+        print(f"{name:20s} {s} ppl {ppl:.3f} ({seconds:.2f} CPU-s)", flush=True)
         if s == 0.5:
             out["recon_50"][name] = reconstruction(dense, model, probe)
     return out
