@@ -191,11 +191,24 @@ class Attention(nn.Module):
 def test_layers_sharing_an_input_share_one_calibration_pass():
     model = Attention()
     layers = calibration.layer_names(model, [model.q, model.k, model.v, model.out])
-    assert calibration.order(model, layers, torch.randn(2, 5, 16)) == [["q", "k", "v"], ["out"]]
-    model.calls = 0
+    assert calibration.order(model, layers, torch.randn(2, 5, 16)) == ([["q", "k", "v"], ["out"]], set(layers))
+    model.calls, outs = 0, []
+    model.out.register_forward_hook(lambda *a: outs.append(1))
     data = [torch.randn(2, 5, 16) for _ in range(3)]
     pk.prune(model, 0.5, score="sparsegpt", scope="row", data=data)
     assert model.calls == 1 + 1 + 2 * 3  # fit check, order, one pass per group
+    assert len(outs) == 2  # calibration passes end once their group has its inputs: out itself never ran
+
+
+def test_a_layer_called_twice_per_forward_sees_every_call():
+    fc = nn.Linear(6, 6)
+    model = nn.Sequential(fc, nn.ReLU(), fc)
+    layers = {"0": fc}
+    assert calibration.order(model, layers, torch.randn(3, 6)) == ([["0"]], set())
+    stats = calibration.collect(model, layers, [torch.randn(3, 6)] * 2, calibration.Gram, stop=False)
+    assert stats["0"].n == 12
+    pk.prune(model, 0.5, score="sparsegpt", scope="layer", data=torch.randn(8, 6))
+    assert int((fc.weight == 0).sum()) == 18
 
 
 def test_bad_calibration_data_names_the_layer():

@@ -24,7 +24,8 @@ class SparseGPT(Score):
     w²/[H⁻¹]_qq² are pruned (exactly the layer's share, or M − N of every M for N:M) and the error is
     compensated on the columns not yet visited. Layers go in the order the forward calls them, each
     seeing inputs from the already pruned (and updated) layers before it; layers that share one input
-    tensor (q, k, v) share one calibration pass, so the data runs through the model once per group.
+    tensor (q, k, v) share one calibration pass, so the data runs through the model once per group
+    (each pass ends as soon as the group has its inputs, unless a layer runs more than once per forward).
 
     Because it changes weights while choosing them, SparseGPT decides each layer's mask itself: the
     engine's scope then selects exactly that mask. Scopes: ``"layer"`` (the same fraction per layer),
@@ -62,12 +63,12 @@ class SparseGPT(Score):
         calibration.check_fits(model, batches)
         layers = calibration.layer_names(model, [t.module for t in targets])
         by_module = {id(t.module): t for t in targets}
-        groups = calibration.order(model, layers, batches[0])
+        groups, once = calibration.order(model, layers, batches[0])
         state: dict[str, torch.Tensor] = {}
         with calibration.progress_bar(self.progress, len(batches) * len(groups), "sparsegpt") as tick:
             for group in groups:
                 stats = calibration.collect(model, {n: layers[n] for n in group}, batches, calibration.Gram,
-                                            min_samples=self.min_samples, progress=tick)
+                                            min_samples=self.min_samples, progress=tick, stop=once >= set(group))
                 for name in group:
                     t = by_module[id(layers[name])]
                     state[t.qname] = self._layer(name, t, stats[name].result(), patterns[t.qname])
