@@ -134,7 +134,8 @@ def _eval(model: nn.Module) -> Iterator[None]:
 def check_fits(model: nn.Module, data: list[Any]) -> None:
     """The first batch runs through the model, or an :class:`InvalidArgumentError` names the layer it did not fit."""
     if isinstance(data[0], torch.Tensor):
-        check_forward(model, data[0], "data")
+        device = next((p.device for p in model.parameters()), data[0].device)
+        check_forward(model, data[0].to(device), "data")
 
 
 class _Stop(Exception):
