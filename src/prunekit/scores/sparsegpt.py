@@ -10,6 +10,7 @@ from .. import calibration
 from .. import scope as scopes
 from ..errors import InvalidSparsityError, PruneError
 from ..masks import mask_of
+from ..threads import one_thread
 from .base import Score, ScoreContext, Target, register
 from .obs import Pattern, inverse_factor, reconstruct, saliency
 
@@ -90,7 +91,8 @@ class SparseGPT(Score):
         except torch.linalg.LinAlgError:
             raise PruneError(f"layer {name!r}: its calibration Hessian is not positive definite even with "
                              f"damp={self.damp}; raise damp or check the data for NaN") from None
-        w, pruned = reconstruct(w, hinv, pattern, pre, self.block)
+        with one_thread():  # thousands of column-sized ops: two threads stall each other on a busy CPU
+            w, pruned = reconstruct(w, hinv, pattern, pre, self.block)
         score = saliency(w, hinv).masked_fill_(pruned, -1.0)
         if perm is not None:
             inv = torch.argsort(perm)
