@@ -180,3 +180,21 @@ def test_dict_batches_are_keyword_inputs():
     got = pk.prune(a, 0.5, score="wanda", scope="row", data=[{"input_ids": x}])
     want = pk.prune(b, 0.5, score="wanda", scope="row", data=x)
     assert torch.equal(got["fc.weight"], want["fc.weight"])
+
+
+def test_wanda_masks_are_monotone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 8))
+    x = torch.randn(32, 16)
+    first = {k: v.clone() for k, v in pk.prune(model, 0.3, score="wanda", scope="row", data=x).items()}
+    second = pk.prune(model, 0.6, score="wanda", scope="row", data=x)
+    assert all(not bool((second[k] & ~first[k]).any()) for k in first)
+
+
+@pytest.mark.parametrize("score,scope", [("wanda", "row"), ("sparsegpt", "layer")])
+def test_low_precision_models_calibrate_in_float32(score, scope):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 8)).to(torch.bfloat16)
+    pk.prune(model, 0.5, score=score, scope=scope, data=torch.randn(32, 16, dtype=torch.bfloat16))
+    assert pk.sparsity(model) == 0.5 and model[0].weight.dtype == torch.bfloat16
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())

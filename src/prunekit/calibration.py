@@ -134,29 +134,44 @@ def _eval(model: nn.Module) -> Iterator[None]:
 def check_fits(model: nn.Module, data: list[Any]) -> None:
     """The first batch runs through the model, or an :class:`InvalidArgumentError` names the layer it did not fit."""
     if isinstance(data[0], torch.Tensor):
-        check_forward(model, data[0], "data")
+        device = next((p.device for p in model.parameters()), data[0].device)
+        check_forward(model, data[0].to(device), "data")
+
+
+class _Stop(Exception):
+    """Raised from a hook to end a forward early: every layer being calibrated has seen its input."""
 
 
 def collect(model: nn.Module, layers: dict[str, nn.Module], data: list[Any], stat: Callable[[], Any], *,
-            min_samples: int = 1, progress: Callable[[], None] | None = None) -> dict[str, Any]:
+            min_samples: int = 1, progress: Callable[[], None] | None = None, stop: bool = False) -> dict[str, Any]:
     """Run every batch of ``data`` through ``model`` and fold each named layer's inputs into a ``stat()``.
 
-    Raises :class:`InsufficientSamplesError` naming a layer that saw fewer than ``min_samples`` input rows.
+    ``stop``: the layers run once per forward, so a forward ends as soon as all of them have their input
+    (the rest of the network is not computed). Raises :class:`InsufficientSamplesError` naming a
+    layer that saw fewer than ``min_samples`` input rows.
     """
     stats = {name: stat() for name in layers}
+    pending: set[str] = set()
 
     def hook(name: str) -> Callable:
         def pre(module: nn.Module, inputs: tuple) -> None:
             if not inputs or not isinstance(inputs[0], torch.Tensor):
                 raise InvalidArgumentError(f"layer {name!r} got no tensor input during calibration")
             stats[name].add(rows(module, inputs[0].detach(), name))
+            pending.discard(name)
+            if stop and not pending:
+                raise _Stop
         return pre
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in layers.items()]
     try:
         with _eval(model):
             for batch in data:
-                call(model, batch)
+                pending.update(layers)
+                try:
+                    call(model, batch)
+                except _Stop:
+                    pass
                 if progress is not None:
                     progress()
     finally:
@@ -171,8 +186,9 @@ def collect(model: nn.Module, layers: dict[str, nn.Module], data: list[Any], sta
     return stats
 
 
-def order(model: nn.Module, layers: dict[str, nn.Module], batch: Any) -> list[list[str]]:
-    """The layers in the order the forward first calls them, grouped in runs that share one input tensor.
+def order(model: nn.Module, layers: dict[str, nn.Module], batch: Any) -> tuple[list[list[str]], set[str]]:
+    """The layers in the order the forward first calls them, grouped in runs that share one input tensor,
+    and the set of layers the forward calls exactly once.
 
     Layers of one group (q, k and v of attention) do not feed each other, so one calibration pass serves
     them all. A layer the forward never calls raises :class:`MissingDataError` naming it.
@@ -180,9 +196,11 @@ def order(model: nn.Module, layers: dict[str, nn.Module], batch: Any) -> list[li
     seen: list[str] = []
     groups: list[list[str]] = []
     last: list[Any] = [None]  # the previous called layer's input: identity means the same input
+    calls = dict.fromkeys(layers, 0)
 
     def hook(name: str) -> Callable:
         def pre(module: nn.Module, inputs: tuple) -> None:
+            calls[name] += 1
             if name in seen:
                 return
             x = inputs[0] if inputs else None
@@ -205,7 +223,7 @@ def order(model: nn.Module, layers: dict[str, nn.Module], batch: Any) -> list[li
     if missing:
         raise MissingDataError(f"the forward on the calibration data never reaches layer(s) {', '.join(map(repr, missing))}; "
                                "exclude them with exclude=[...]")
-    return groups
+    return groups, {n for n, c in calls.items() if c == 1}
 
 
 @contextlib.contextmanager

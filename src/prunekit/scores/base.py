@@ -83,6 +83,9 @@ class Score(ABC):
     needs_calibration = False
     elementwise = True  # scores of a row block depend only on that block: scored in chunks
 
+    def plan(self, parts: list, structure: Any, scope: Any, sparsity: float | None) -> None:
+        """Runs before ``prepare`` with what will be selected: for a score that also prunes (SparseGPT)."""
+
     def prepare(self, model: nn.Module, targets: list[Target], data: Any, loss_fn: Any) -> Any:
         return None
 
