@@ -32,6 +32,8 @@ def lm_sweep(tmp_path_factory) -> list[dict]:
         "methods": [{"name": "mag", "scope": "layer", "target": "prunable_compression", "exclude": ["head"]},
                     {"name": "nm", "structure": "2:4", "exclude": ["head"]},
                     {"name": "wanda", "score": "wanda", "scope": "row", "target": "prunable_compression",
+                     "exclude": ["head"], "score_batches": 2},
+                    {"name": "sparsegpt", "score": "sparsegpt", "scope": "layer", "target": "prunable_compression",
                      "exclude": ["head"], "score_batches": 2}],
         "compressions": [2], "train": {"steps": 30, "batch_size": 16, "lr": 0.01, "optimizer": "adam"},
         "finetune": {"epochs": 0}, "measure": {"batch_sizes": [1, 4], "repeats": 2, "warmup": 0},
@@ -39,7 +41,7 @@ def lm_sweep(tmp_path_factory) -> list[dict]:
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     outcome = sweep(load(path), root / "out")
-    assert outcome.done == 3 and not outcome.failed
+    assert outcome.done == 4 and not outcome.failed
     with Store(root / "out") as store:
         return store.runs()
 
@@ -56,7 +58,7 @@ def test_lm_sweep_reports_perplexity_per_token(lm_sweep):
 def test_prunable_compression_prunes_that_fraction_of_the_pruned_layers(lm_sweep):
     """Ratio 2 prunes half of the block weights (head dense), though the model's compression is lower."""
     by_method = {r["method"]: r["metrics"] for r in lm_sweep}
-    for name in ("mag", "nm", "wanda"):
+    for name in ("mag", "nm", "wanda", "sparsegpt"):
         m = by_method[name]
         assert 1 < m["achieved_compression"] < 2  # embeddings and head count, dense
         # gpt-tiny: 4 · 32² attention + 2 · 32 · 64 MLP weights, half pruned, over all Linears (+ the 256 · 32 head)
