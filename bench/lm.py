@@ -96,6 +96,27 @@ def reconstruction(dense: nn.Module, pruned: nn.Module, windows) -> dict[str, fl
     return {n: math.sqrt(a / b) for n, (a, b) in sums.items()}
 
 
+@torch.no_grad()
+def norm_spread(model: nn.Module, windows) -> dict[str, float]:
+    """Per pruned Linear, max / median of its input columns' norms ‖X_j‖ (Wanda's factor): near 1, Wanda
+    ranks like per-row magnitude; large with outlier features, as in large LMs (Dettmers et al. 2022)."""
+    norms: dict[str, torch.Tensor] = {}
+
+    def hook(name: str):
+        def fn(module: nn.Linear, inputs: tuple) -> None:
+            norms[name] = inputs[0].reshape(-1, inputs[0].shape[-1]).norm(dim=0)
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in model.named_modules()
+               if isinstance(m, nn.Linear) and n not in KEEP_DENSE]
+    try:
+        model.eval()(windows)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: float(v.max() / v.median()) for n, v in norms.items()}
+
+
 def available(options: dict) -> str | None:
     """Why a method cannot run in this build (its score or scope is not registered), or None."""
     from prunekit import choices
@@ -126,7 +147,8 @@ def run(args: argparse.Namespace) -> dict:
     out = {"base": meta, "dense_test_ppl": test_ppl(dense, test), "dense_val_ppl": perplexity(pk.evaluate(dense, val)["loss"]),
            "test_tokens": test.tokens, "train_tokens": train.tokens, "calib_tokens": calib.tokens, "dataset": args.dataset,
            "machine": f"{platform.processor() or platform.machine()}, 2-core AMD EPYC", "torch": torch.__version__,
-           "threads": args.threads, "rows": [], "skipped": {}, "recon_50": {}}
+           "threads": args.threads, "rows": [], "skipped": {}, "recon_50": {},
+           "input_norm_spread": norm_spread(dense, calib.images)}
     print(f"dense test ppl {out['dense_test_ppl']:.3f}", flush=True)
     jobs = [(name, opts, s) for name, opts in METHODS.items() for s in SPARSITIES]
     jobs += [(f"{name} 2:4", {"score": score, "structure": "2:4"}, None) for name, score in NM_METHODS.items()]
@@ -170,8 +192,11 @@ def markdown(res: dict) -> str:
               "in the pruned model, 32 test windows):", ""]
     rec = res["recon_50"]
     names = list(next(iter(rec.values()))) if rec else []
-    lines += ["| layer | " + " | ".join(rec) + " |", "|---" * (len(rec) + 1) + "|"]
-    lines += [f"| {n} | " + " | ".join(f"{rec[m][n]:.3f}" for m in rec) + " |" for n in names]
+    spread = res["input_norm_spread"]
+    lines += ["| layer | " + " | ".join(rec) + " | max/median ‖X_j‖ |", "|---" * (len(rec) + 2) + "|"]
+    lines += [f"| {n} | " + " | ".join(f"{rec[m][n]:.3f}" for m in rec) + f" | {spread[n]:.1f} |" for n in names]
+    lines += ["", "Last column: the spread of the layer's input-column norms on the calibration windows (dense "
+              "model), Wanda's factor; where it is near 1 Wanda ranks like magnitude per row."]
     lines += ["", f"Machine: {res['machine']}, torch {res['torch']}, {res['threads']} thread(s), under `nice -n 10`.", END]
     return "\n".join(lines)
 

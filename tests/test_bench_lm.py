@@ -88,6 +88,7 @@ def test_lm_bench_script_runs_tiny(tmp_path):
     errors = res["recon_50"]["magnitude (layer)"]
     assert set(errors) == {f"blocks.0.{n}" for n in ("attn.q", "attn.k", "attn.v", "attn.out", "fc", "proj")}
     assert all(0 < e < 2 for e in errors.values())
+    assert set(res["input_norm_spread"]) == set(errors) and min(res["input_norm_spread"].values()) >= 1
     text = lm.markdown(res)
     assert "| magnitude (layer) |" in text and text.startswith(lm.START) and text.endswith(lm.END)
     assert lm.run(args)["base"] == res["base"]  # the second run reads the cached model
