@@ -14,7 +14,6 @@ import argparse
 import copy
 import hashlib
 import json
-import math
 import platform
 import sys
 import time
@@ -72,48 +71,32 @@ def test_ppl(model: nn.Module, test) -> float:
 
 
 @torch.no_grad()
-def reconstruction(dense: nn.Module, pruned: nn.Module, windows) -> dict[str, float]:
-    """‖WX − ŴX‖_F / ‖WX‖_F per pruned Linear, X the inputs that layer sees in the pruned model."""
-    dense_w = {n: m.weight for n, m in dense.named_modules() if isinstance(m, nn.Linear)}
-    sums: dict[str, list[float]] = {}
-
-    def hook(name: str):
-        def fn(module: nn.Linear, inputs: tuple) -> None:
-            x = inputs[0].reshape(-1, inputs[0].shape[-1])
-            ref = x @ dense_w[name].T
-            s = sums.setdefault(name, [0.0, 0.0])
-            s[0] += float(((ref - x @ module.weight.T) ** 2).sum())
-            s[1] += float((ref ** 2).sum())
-        return fn
-
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in pruned.named_modules()
-               if isinstance(m, nn.Linear) and n not in KEEP_DENSE]
-    try:
-        pruned.eval()(windows)
-    finally:
-        for h in handles:
-            h.remove()
-    return {n: math.sqrt(a / b) for n, (a, b) in sums.items()}
-
-
-@torch.no_grad()
-def norm_spread(model: nn.Module, windows) -> dict[str, float]:
-    """Per pruned Linear, max / median of its input columns' norms ‖X_j‖ (Wanda's factor): near 1, Wanda
-    ranks like per-row magnitude; large with outlier features, as in large LMs (Dettmers et al. 2022)."""
-    norms: dict[str, torch.Tensor] = {}
-
-    def hook(name: str):
-        def fn(module: nn.Linear, inputs: tuple) -> None:
-            norms[name] = inputs[0].reshape(-1, inputs[0].shape[-1]).norm(dim=0)
-        return fn
-
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in model.named_modules()
-               if isinstance(m, nn.Linear) and n not in KEEP_DENSE]
+def layer_inputs(model: nn.Module, windows) -> dict[str, torch.Tensor]:
+    """Each pruned Linear's inputs ``(rows, features)`` in one forward pass of ``model`` on ``windows``."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_pre_hook(lambda _, inputs, n=n: seen.__setitem__(n, inputs[0].flatten(0, -2)))
+               for n, m in model.named_modules() if isinstance(m, nn.Linear) and n not in KEEP_DENSE]
     try:
         model.eval()(windows)
     finally:
         for h in handles:
             h.remove()
+    return seen
+
+
+@torch.no_grad()
+def reconstruction(dense: nn.Module, pruned: nn.Module, windows) -> dict[str, float]:
+    """‖WX − ŴX‖_F / ‖WX‖_F per pruned Linear, X the inputs that layer sees in the pruned model."""
+    dense_w, pruned_w = (dict((n, m.weight) for n, m in net.named_modules() if isinstance(m, nn.Linear))
+                         for net in (dense, pruned))
+    return {n: float((x @ (dense_w[n] - pruned_w[n]).T).norm() / (x @ dense_w[n].T).norm())
+            for n, x in layer_inputs(pruned, windows).items()}
+
+
+def norm_spread(model: nn.Module, windows) -> dict[str, float]:
+    """Per pruned Linear, max / median of its input columns' norms ‖X_j‖ (Wanda's factor): near 1, Wanda
+    ranks like per-row magnitude; large with outlier features, as in large LMs (Dettmers et al. 2022)."""
+    norms = {n: x.norm(dim=0) for n, x in layer_inputs(model, windows).items()}
     return {n: float(v.max() / v.median()) for n, v in norms.items()}
 
 
