@@ -105,7 +105,8 @@ def prune(
     ``"channels"`` and ``"heads"`` (these trace the model on ``example_inputs``, take
     ``macs_reduction=`` and the options ``max_ratio``, ``round_to``, ``reduce``, ``normalize``).
     ``score``: any registered score (magnitude, l1, l2, gradient/taylor with ``data=``, random,
-    bn-scale, fpgm). ``scope``: ``"global"``, ``"layer"`` or per-layer ratios ``{name: ratio}``.
+    bn-scale, fpgm, wanda/sparsegpt with calibration inputs as ``data=``). ``scope``: ``"global"``,
+    ``"layer"``, ``"row"`` (the same fraction in every output row) or per-layer ratios ``{name: ratio}``.
     ``exclude`` and per-layer keys are :mod:`prunekit.names` rules (a module name covers its
     submodules; a name that matches nothing raises). Neuron, channel and head pruning keep the
     model's output layers whole (see :mod:`prunekit.outputs`) unless named in ``prune_outputs``
@@ -130,10 +131,11 @@ def prune(
         sparsity = scopes.check_ratio(sparsity, "sparsity")
     if example_inputs is not None:
         check_forward(model, example_inputs)
-    if data is not None:
+    score = scores.registry.get(score)
+    if data is not None and not score.needs_calibration:  # calibration checks its inputs itself, naming the layer
         check_data(model, data)
     ctx = structures.Context(model, Matcher(model, exclude), _outputs(model, prune_outputs), example_inputs, seed)
-    return engine.run(structure, scores.registry.get(score), scope, ctx, sparsity, compression=compression,
+    return engine.run(structure, score, scope, ctx, sparsity, compression=compression,
                       macs_reduction=macs_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite)
 
 

@@ -78,6 +78,7 @@ def run(
         sparsity = sparsity_for_compression(ctx.model, targets, compression)
     if score.needs_example_inputs and ctx.example_inputs is None:
         raise MissingDataError(f"score {score.name!r} needs example_inputs= (a batch of inputs)")
+    score.plan(parts, structure, scope, sparsity)  # a score that prunes as it scores (SparseGPT) reads the scope
     ctx.state = score.prepare(ctx.model, targets, data, loss_fn)
     for p in parts:
         p.unit_scores = functools.partial(structure.scores, p, score, ctx)

@@ -137,7 +137,8 @@ def check_data(model: nn.Module, data: Any, arg: str = "data") -> None:
     """``data`` for a data-driven score: ``(x, y)`` tensors or an iterable of them, fitting the model.
 
     Checks the first batch only (data may be a stream): ``x`` runs through the model, ``y`` has one
-    entry per example, and integer labels lie in ``0 .. classes-1`` of the model's output.
+    entry per example, and integer labels lie in ``0 .. classes-1`` of the model's output (classes on
+    its last dimension; ``-100`` marks a target that is not scored).
     """
     if isinstance(data, torch.Tensor) or data is None or isinstance(data, (str, bytes)):
         raise InvalidArgumentError(f"{arg} must be (inputs, labels) tensors or an iterable of such batches, "
@@ -160,7 +161,8 @@ def check_data(model: nn.Module, data: Any, arg: str = "data") -> None:
     if n is not None and len(y) != n:
         raise InvalidArgumentError(f"{arg}: {n} inputs but {len(y)} labels; pass one label per input")
     if isinstance(out, torch.Tensor) and not y.is_floating_point() and out.dim() >= 2:
-        classes = out.shape[1]
+        classes = out.shape[-1]  # (B, C) of a classifier, (B, T, V) of a language model
+        y = y[y != -100]  # targets that are not scored (the loss's ignore_index)
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
             raise InvalidArgumentError(
                 f"{arg}: labels range {int(y.min())}..{int(y.max())}, but the model has {classes} outputs "

@@ -68,7 +68,9 @@ class MethodSpec(Strict):
     at its nominal compression M/N. ``exclude`` (names, or a mapping model → names for names only one model has), ``round_to``,
     ``reduce`` and ``max_ratio`` go to
     ``pk.prune`` (the last three for traced structures: channels, heads); ``target: macs_reduction``
-    reads the grid's ratios as MAC reductions instead of compressions (traced structures, one-shot).
+    reads the grid's ratios as MAC reductions instead of compressions (traced structures, one-shot);
+    ``target: prunable_compression`` reads them as compressions of the prunable weights alone (ratio c
+    prunes 1 − 1/c of them, embeddings and excluded layers aside), the convention of LM pruning papers.
     """
 
     name: str
@@ -84,7 +86,7 @@ class MethodSpec(Strict):
     round_to: int | None = Field(None, ge=1)
     reduce: Literal["sum", "mean", "max"] | None = None
     max_ratio: float | None = Field(None, gt=0, le=1)
-    target: Literal["compression", "macs_reduction"] = "compression"
+    target: Literal["compression", "macs_reduction", "prunable_compression"] = "compression"
 
     @field_validator("structure")
     @classmethod

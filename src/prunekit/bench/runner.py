@@ -61,11 +61,20 @@ def environment() -> dict[str, Any]:
 
 
 def _evaluate(model: nn.Module, prefix: str, val: Any, test: Any) -> dict[str, float]:
-    from .. import evaluate
-
-    out = {f"{prefix}test_{k}": v for k, v in evaluate(model, test).items()}
+    out = {f"{prefix}test_{k}": v for k, v in _metrics(model, test).items()}
     if val is not None:
-        out.update({f"{prefix}val_{k}": v for k, v in evaluate(model, val).items()})
+        out.update({f"{prefix}val_{k}": v for k, v in _metrics(model, val).items()})
+    return out
+
+
+def _metrics(model: nn.Module, data: Any) -> dict[str, float]:
+    """Accuracies and mean loss; on text, per token, with the perplexity (lower is better) beside them."""
+    from .. import evaluate
+    from ..data.text import TextWindows, perplexity
+
+    out = evaluate(model, data)
+    if isinstance(data, TextWindows):
+        out["perplexity"] = perplexity(out["loss"])
     return out
 
 
@@ -206,6 +215,8 @@ def _schedule(spec: RunSpec, model: nn.Module, inputs: dict) -> Any:
     g = m.gradual or GradualSettings()
     if m.target == "macs_reduction":
         target: dict[str, Any] = {"macs_reduction": spec.compression}
+    elif m.target == "prunable_compression":
+        target = {"sparsity": 1 - 1 / spec.compression}
     else:
         target = {"sparsity": target_sparsity(model, options, inputs, spec.compression)}
     return schedules.make(m.schedule, **target, rounds=m.rounds, start=g.start, every=g.every, n=g.n,

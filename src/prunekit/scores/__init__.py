@@ -8,6 +8,8 @@ from .gradient import Gradient, Taylor
 from .magnitude import L1, L2, Magnitude
 from .random import Random
 from .unit import BNScale, FPGM
+from .sparsegpt import SparseGPT
+from .wanda import Wanda
 
 __all__ = ["Score", "ScoreContext", "Target", "register", "registry", "by_slice", "reduce_units",
-           "Magnitude", "L1", "L2", "Gradient", "Taylor", "Random", "BNScale", "FPGM"]
+           "Magnitude", "L1", "L2", "Gradient", "Taylor", "Random", "BNScale", "FPGM", "Wanda", "SparseGPT"]
