@@ -1,4 +1,4 @@
-"""The ``prunekit`` command: demo, bench, report, prune, summary and gap.
+"""The ``prunekit`` command: demo, bench, report, prune, finetune, evaluate, summary, models and gap.
 
 Every subcommand has ``--help``. A user mistake exits non-zero with one line saying what is wrong;
 tracebacks are kept for real bugs.
@@ -53,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read DIR/runs.db and write DIR/report.md, DIR/runs.csv and PNG plots.")
     p.add_argument("dir", type=Path, help="results directory written by `prunekit bench`")
 
-    from . import gap, model
+    from . import gap, model, prune, train
 
+    prune.add_parser(sub)
+    train.add_parsers(sub)
     model.add_parsers(sub)
     gap.add_parser(sub)
     return parser
@@ -113,9 +115,10 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prunekit`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from . import gap, model
+    from . import gap, model, prune, train
 
-    handlers = {"demo": _demo, "bench": _bench, "report": _report, "gap": gap.run, **model.HANDLERS}
+    handlers = {"demo": _demo, "bench": _bench, "report": _report, "gap": gap.run, **model.HANDLERS,
+                **prune.HANDLERS, **train.HANDLERS}
     try:
         return handlers[args.command](args)
     except PruneError as err:
