@@ -72,6 +72,7 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
     """Load, sweep, report; prints where the report is. Returns the exit code (1 if runs failed)."""
     from ..bench import Env, load, report, sweep
     from ..bench.progress import bar
+    from ..bench.terminal import print_summary
 
     config = load(config_path)
     if args.threads < 1:
@@ -84,6 +85,7 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
     finally:
         executor.close()
     path = report(out)
+    print_summary(out)
     print(f"{outcome.done} runs done, {outcome.skipped} already finished, {len(outcome.failed)} failed; "
           f"report: {path}")
     for run_id, reason in outcome.failed[:5]:
@@ -94,11 +96,7 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
 def _demo(args: argparse.Namespace) -> int:
     from ..bench import DEMO_CONFIG
 
-    code = run_sweep(DEMO_CONFIG, Path(args.out), args)
-    report_md = (Path(args.out) / "report.md").read_text()
-    if "\n## " in report_md:  # the per-model tables: test top-1 vs compression for every method
-        print("\n" + report_md[report_md.index("\n## ") + 1 :].strip())
-    return code
+    return run_sweep(DEMO_CONFIG, Path(args.out), args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -107,8 +105,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from ..bench import report
+    from ..bench.terminal import print_summary
 
-    print(f"report: {report(args.dir)}")
+    path = report(args.dir)
+    print_summary(args.dir)
+    print(f"report: {path}")
     return 0
 
 
