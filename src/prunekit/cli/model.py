@@ -40,6 +40,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        description="Print the pk.summary table of MODEL (optionally with --weights).")
     model_options(p)
     p.add_argument("--weights", type=Path, help="weights in any form prune writes (default: fresh init)")
+    sub.add_parser("models", help="the model zoo: names, usual input shape, parameters",
+                   description="List the zoo models MODEL accepts (besides module:factory), with the input "
+                               "shape each is made for and its parameters at 10 classes.")
 
 
 def build_model(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
@@ -143,4 +146,19 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"summary": _summary}
+def _models(args: argparse.Namespace) -> int:
+    from .. import models
+    from ..bench.zoo import default_input_shape
+    from .tables import console, table
+
+    rows = []
+    for name in models.names():
+        shape = default_input_shape(name)
+        params = sum(p.numel() for p in models.create(name).parameters())
+        rows.append([name, "×".join(map(str, shape)), f"{params:,}"])
+    console().print(table("model zoo", ["model", "input C×H×W", "parameters"], rows,
+                          caption="or any module:factory, with --input-shape"))
+    return 0
+
+
+HANDLERS = {"summary": _summary, "models": _models}
