@@ -55,6 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a ShrinkBench baseline, shorthand for --score and --scope")
     p.add_argument("--exclude", action="append", default=[], metavar="NAME",
                    help="module name or glob left dense (repeatable)")
+    p.add_argument("--prune-outputs", action="append", default=[], metavar="NAME",
+                   help="an output layer that neurons, channels or heads may shrink (kept whole unless named; repeatable)")
     p.add_argument("--round-to", type=int, metavar="K", help=f"keep widths multiples of K ({', '.join(traced)})")
     p.add_argument("--reduce", choices=["sum", "mean", "max"], help=f"how slice scores combine ({', '.join(traced)})")
     p.add_argument("--max-ratio", type=float, metavar="F",
@@ -148,7 +150,7 @@ def _prune(args: argparse.Namespace) -> int:
         batch = [b for b, _ in zip(data.batches(train, args.batch_size, shuffle=True, generator=gen),
                                    range(args.score_batches))]
     options = {k: v for k, v in dict(structure=structure, score=args.score, scope=_scope(args.scope), method=args.method,
-                                     exclude=args.exclude, round_to=args.round_to, reduce=args.reduce,
+                                     exclude=args.exclude, prune_outputs=args.prune_outputs, round_to=args.round_to, reduce=args.reduce,
                                      max_ratio=args.max_ratio, seed=args.seed).items() if v not in (None, [])}
     try:
         inputs = prune_inputs(options, batch, example)
