@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prunekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the five baselines on bundled digits data, with a report (~1 min)",
+    p = sub.add_parser("demo", help="the five baselines on bundled digits data, with a report (~2 CPU-minutes)",
                        description="Prune an MLP and a small CNN on scikit-learn's digits with the five "
                                    "ShrinkBench baselines at 5 compressions × 2 seeds; writes the store, "
                                    "runs.csv, report.md and plots to OUT.")
