@@ -8,6 +8,9 @@ per-forward multiply. Three hooks keep them zero without the user calling anythi
 * a process-wide ``torch.optim`` step post-hook re-zeroes masked parameters after every optimizer
   step (momentum or Adam state from before pruning, weight decay, any optimizer);
 * a ``load_state_dict`` post-hook re-applies the mask after weights are loaded.
+
+A ``copy.deepcopy`` of a masked model is masked and hooked too: the set of masked names a module
+carries hooks the copy's new parameters as it is copied (:class:`_MaskedNames`).
 """
 from __future__ import annotations
 
@@ -120,6 +123,33 @@ def _hold_through_parametrization(module: nn.Module, name: str) -> None:
         module[0] = _PrunedWeightNorm(module[0].dim)
 
 
+class _MaskedNames(set):
+    """The names of a module's masked parameters. Deep-copied with its module, it hooks the copy's new
+    parameters (they are copied through the same ``memo``), so the copy's masks are held without
+    calling anything; pickled, it is a plain set."""
+
+    def __init__(self, names: Iterator[str] = (), owner: nn.Module | None = None):
+        super().__init__(names)
+        self.owner = weakref.ref(owner) if owner is not None else None
+
+    def __deepcopy__(self, memo: dict) -> "_MaskedNames | set":
+        import copy
+
+        owner = self.owner() if self.owner is not None else None
+        new_owner = memo.get(id(owner)) if owner is not None else None
+        if new_owner is None:  # copied on its own, not as part of its module
+            return set(self)
+        out = _MaskedNames(self, new_owner)
+        for name in self:
+            param = owner._parameters.get(name)
+            if param is not None:
+                _hook(new_owner, name, copy.deepcopy(param, memo))
+        return out
+
+    def __reduce__(self):
+        return (set, (list(self),))
+
+
 def mask_of(module: nn.Module, name: str) -> torch.Tensor | None:
     """The mask of ``module.<name>`` (True = kept), or None when that parameter is not masked."""
     return module._buffers.get(name + MASK_SUFFIX)
@@ -158,18 +188,20 @@ def attach(module: nn.Module, name: str, mask: torch.Tensor, *, copy: bool = Tru
         mask = module._buffers[name + MASK_SUFFIX]
     _zero_pruned(param, mask)
     masked = getattr(module, _MASKED_ATTR, None)
-    if masked is None:
-        masked = set()
+    if not isinstance(masked, _MaskedNames):  # none yet, or a plain set from an unpickled module
+        masked = _MaskedNames(masked or (), module)
         setattr(module, _MASKED_ATTR, masked)
     masked.add(name)
     if param not in _HOOKED:
-        ref: list = []
-        handles = (
-            param.register_hook(_grad_hook(ref)),
-            module.register_load_state_dict_post_hook(_load_hook(name)),
-        )
-        ref.append(_Hooked(weakref.ref(module), name, handles))
-        _HOOKED[param] = ref[0]
+        _hook(module, name, param, module.register_load_state_dict_post_hook(_load_hook(name)))
+
+
+def _hook(module: nn.Module, name: str, param: torch.Tensor, *handles: RemovableHandle) -> None:
+    """Hook ``param`` (``module.<name>``): zero pruned gradients and re-zero after optimizer steps."""
+    ref: list = []
+    handles = (param.register_hook(_grad_hook(ref)), *handles)
+    ref.append(_Hooked(weakref.ref(module), name, handles))
+    _HOOKED[param] = ref[0]
 
 
 def detach(module: nn.Module, name: str) -> None:

@@ -193,7 +193,8 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
 
 @dataclass
 class Timing:
-    """Seconds per call of each candidate: median, interquartile range and minimum, and how it was timed."""
+    """Seconds per call of each candidate: median, interquartile range and minimum, how it was timed,
+    and every timing in round order (``samples[name][r]`` ran in round ``r`` beside the others')."""
 
     median: dict[str, float]
     spread: dict[str, float]
@@ -201,6 +202,7 @@ class Timing:
     threads: int
     repeats: int
     warmup: int
+    samples: dict[str, list[float]] = field(default_factory=dict)
 
     def ratio(self, slow: str, fast: str) -> float:
         """How many times faster ``fast`` is than ``slow`` (ratio of medians)."""
@@ -236,7 +238,7 @@ def time_interleaved(candidates: dict[str, Callable[[], Any]], repeats: int = 15
         median={n: statistics.median(t) for n, t in times.items()},
         spread={n: _iqr(t) for n, t in times.items()},
         min={n: min(t) for n, t in times.items()},
-        threads=torch.get_num_threads(), repeats=repeats, warmup=warmup,
+        threads=torch.get_num_threads(), repeats=repeats, warmup=warmup, samples=times,
     )
 
 

@@ -8,6 +8,7 @@ from ..errors import DataFileError, UnknownNameError
 from .base import ArrayDataset, batches, num_batches, split
 from .builtin import digits, synthetic
 from .cifar import load_cifar10
+from .custom import is_custom, load_custom
 from .idx import load_idx_set
 from .text import TextWindows, load_text, read_wiki_summaries, read_wikitext
 
@@ -82,8 +83,11 @@ def load(name: str, root: str | Path | None = None, *, val_fraction: float = 0.1
     ``seq_len`` (128), ``stride`` (evaluation windows, default ``seq_len``) and ``tokenizer``
     (``"byte"`` or ``"char"``), see :mod:`prunekit.data.text`.
     """
+    if name not in _LOADERS and is_custom(name):
+        return load_custom(name, val_fraction, seed)
     if name not in _LOADERS:
-        raise UnknownNameError(f"unknown dataset {name!r}; valid datasets: {', '.join(names())}")
+        raise UnknownNameError(f"unknown dataset {name!r}; valid datasets: {', '.join(names())}, "
+                               "a module:function returning (train, val, test), or a folder of .npz/.pt tensors")
     fn, needs_root = _LOADERS[name]
     if needs_root and root is None:
         raise DataFileError(f"dataset {name!r} needs root= (or --data-dir) pointing at its files")
