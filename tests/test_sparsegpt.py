@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from torch import nn
 
@@ -218,3 +220,24 @@ def test_bad_calibration_data_names_the_layer():
     with pytest.raises(pk.PruneError, match="'0'"):
         pk.prune(model, 0.5, score="sparsegpt", scope="layer", data=torch.randn(4, 17))
     assert pk.sparsity(model) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 9), cols=st.integers(1, 40), fraction=st.floats(0, 0.95), pre_fraction=st.floats(0, 1),
+       per_row=st.booleans(), late=st.booleans(), block=st.sampled_from([1, 3, 8, 128]), seed=st.integers(0, 99))
+def test_counts_stay_exact_with_earlier_pruning_anywhere(rows, cols, fraction, pre_fraction, per_row, late, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    w, x = torch.randn(rows, cols, generator=g), torch.randn(3 * cols, cols, generator=g)
+    k = round(fraction * (cols if per_row else rows * cols))
+    pre = torch.zeros(rows, cols, dtype=torch.bool)
+    for r in range(rows) if per_row else [None]:  # earlier pruning, crowded into the last columns when late
+        n_pre = int(pre_fraction * k)
+        cells = (torch.arange(cols).flip(0) if late else torch.randperm(cols, generator=g))[:n_pre] if per_row \
+            else ((torch.arange(rows * cols).flip(0) if late else torch.randperm(rows * cols, generator=g))[:n_pre])
+        (pre[r] if per_row else pre.view(-1))[cells] = True
+    pattern = Pattern(per_row=k) if per_row else Pattern(count=k)
+    got, mask = reconstruct(w.masked_fill(pre, 0), inverse_factor(hessian(x), 0.01), pattern, pre, block=block)
+    assert bool((mask | ~pre).all())  # earlier pruning stays
+    counts = mask.sum(1) if per_row else mask.sum().view(1)
+    assert bool((counts == k).all())
+    assert bool((got[mask] == 0).all())
