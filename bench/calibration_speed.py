@@ -91,7 +91,9 @@ def markdown(r: dict, meta: dict) -> str:
 
 One `nn.Linear({r['width']}, {r['width']})` behind an embedding, calibrated on {r['sequences']} × {r['tokens']}
 tokens (one sequence a batch). {meta['machine']}, torch {meta['torch']}, {meta['threads']} threads; load
-average when it started {meta['load']} (the machine is shared: times are what this run saw, one run).
+average when it started {meta['load']} (the machine is shared and the run was niced: wall times are what
+this run saw, one run; CPU seconds are the work itself, and on an idle 2-core machine the 2-thread
+phases would take about half their CPU seconds of wall time — not measured, the machine was never idle).
 
 | phase | wall s | CPU s (both threads) |
 |---|---:|---:|
@@ -111,12 +113,17 @@ column sum of squares per layer (not timed here, to spare the shared machine).
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1024 wide, 16 × 128 tokens: checks the script")
+    ap.add_argument("--render", action="store_true", help="only rewrite the RESULTS.md section from the JSON")
     args = ap.parse_args()
     shape = (1024, 16, 128) if args.quick else (4096, 128, 512)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()}-core ({platform.processor() or 'AMD EPYC'})",
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
-    result = run(*shape)
+    if args.render:  # rewrite the section from the saved JSON, without rerunning
+        saved = json.loads((HERE / "results" / "calibration_speed.json").read_text())
+        meta, result = saved["meta"], saved["result"]
+    else:
+        result = run(*shape)
     print(json.dumps(result, indent=1))
     if args.quick:
         return

@@ -129,3 +129,22 @@ def test_to_dtype_keeps_enforcement():
         model(torch.randn(4, 20, dtype=torch.double)).sum().backward()
         opt.step()
     assert pk.sparsity(model) == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("n", [1000, 3 * (1 << 18) + 5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_pruned_entries_become_positive_zero_whatever_they_held(n, dtype):
+    """Zeroing ANDs the float bits: negative weights, NaN and infinity all become +0.0, kept ones unchanged."""
+    from prunekit.masks import attach
+
+    layer = nn.Linear(n, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        layer.weight.normal_()
+        layer.weight[0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), -1.5])
+    before = layer.weight.detach().clone()
+    keep = torch.rand(1, n) > 0.5
+    keep[0, :4] = False
+    attach(layer, "weight", keep)
+    w = layer.weight.detach()
+    assert torch.equal(w[keep], before[keep])
+    assert torch.all(w[~keep] == 0) and not torch.signbit(w[~keep]).any()

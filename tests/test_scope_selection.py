@@ -94,3 +94,37 @@ def test_sampling_score_functions_skip_the_sample_pass_and_stay_exact():
     assert all(f.sampled > 0 for f in fns)
     for g, r in zip(got, _reference(tensors, k)):
         assert torch.equal(g, r)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(-5, 5), min_size=0, max_size=200), min_size=1, max_size=4),
+       st.floats(0, 1))
+def test_small_stratified_samples_match_a_stable_sort(parts, frac):
+    """Score functions that sample (one draw per stride) stay exact on tiny inputs and heavy ties."""
+    old = selection._SAMPLE
+    selection._SAMPLE = 16
+    try:
+        tensors = [torch.tensor(p, dtype=torch.float32) for p in parts]
+        k = round(frac * sum(t.numel() for t in tensors))
+        got = selection.keep_lowest_dropped([_Sampled(t) for t in tensors], [t.numel() for t in tensors], k)
+        for g, r in zip(got, _reference(tensors, k)):
+            assert torch.equal(g, r)
+    finally:
+        selection._SAMPLE = old
+
+
+def test_global_magnitude_on_a_large_model_drops_exactly_the_lowest_and_stays_monotone():
+    """pk.prune's sampled bracket (no full scoring pass) against a stable sort of |w|, twice in a row."""
+    import prunekit as pk
+    from torch import nn
+
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(1000, 900), nn.Linear(900, 700), nn.Linear(700, 10))
+    for sparsity in (0.5, 0.93):
+        weights = [m.weight.detach().abs().reshape(-1).clone() for m in model]
+        before = [w == 0 for w in weights]
+        scores = [torch.where(b, torch.full_like(w, -math.inf), w) for w, b in zip(weights, before)]
+        pk.prune(model, sparsity)
+        k = round(sparsity * sum(w.numel() for w in weights))
+        for m, r in zip(model, _reference(scores, k)):
+            assert torch.equal(m.weight.detach().reshape(-1) != 0, r)

@@ -7,6 +7,7 @@ of a part, and the structure turns keep vectors into masks (``masks.attach``).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -80,7 +81,10 @@ def run(
     score.plan(parts, structure, scope, sparsity)  # a score that prunes as it scores (SparseGPT) reads the scope
     ctx.state = score.prepare(ctx.model, targets, data, loss_fn)
     for p in parts:
-        p.unit_scores = (lambda p=p: structure.scores(p, score, ctx))
+        p.unit_scores = functools.partial(structure.scores, p, score, ctx)
+        sample = structure.sampler(p, score, ctx)
+        if sample is not None:  # selection.SampledScoreFn: brackets the threshold without a full pass
+            p.unit_scores.sample = sample
     structure.prepare(parts, score, ctx)
     _check_monotone(structure, parts, scope, sparsity)
     with one_thread():  # chunked selection: many small memory-bound ops

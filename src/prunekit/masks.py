@@ -77,20 +77,28 @@ def _load_hook(name: str) -> "callable":
     return hook
 
 
+_SAME_WIDTH_INT = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16,
+                   torch.float64: torch.int64}
+
+
 @torch.no_grad()
 def _zero_pruned(param: torch.Tensor, mask: torch.Tensor) -> None:
-    """Set ``param`` to exactly 0 where ``mask`` is False, in place.
+    """Set ``param`` to exactly +0 where ``mask`` is False, in place (NaN and infinities included).
 
-    On CPU this runs chunk by chunk on one thread: no full-size negated mask is allocated, and each
-    chunk stays in cache (measured 2x faster than one ``masked_fill_`` on a 25 M-entry weight).
+    On CPU this runs chunk by chunk on one thread, so each chunk stays in cache and no full-size
+    temporary is allocated; a float's bits are ANDed with the mask widened to all-ones/all-zeros,
+    since torch's bool-input kernels (``where``, ``masked_fill_``) run 4-6x slower (measured).
     """
-    if param.device.type != "cpu" or not (param.is_contiguous() and mask.is_contiguous()):
+    as_int = _SAME_WIDTH_INT.get(param.dtype)
+    if param.device.type != "cpu" or as_int is None or not (param.is_contiguous() and mask.is_contiguous()):
         param.masked_fill_(mask.logical_not(), 0)
         return
-    zero = torch.zeros((), dtype=param.dtype)
-    with one_thread(param.numel() > _CHUNK):
-        for p, m in zip(param.view(-1).split(_CHUNK), mask.view(-1).split(_CHUNK)):
-            torch.where(m, p, zero, out=p)
+    step = _CHUNK // 4  # the widened mask is as large as the chunk: a smaller step keeps it small
+    bits = torch.empty(min(param.numel(), step), dtype=as_int)
+    with one_thread(param.numel() > step):
+        for p, m in zip(param.view(-1).view(as_int).split(step), mask.view(-1).view(torch.uint8).split(step)):
+            b = bits[: p.numel()].copy_(m).neg_()  # 1 -> all ones, 0 -> 0
+            p.bitwise_and_(b)
 
 
 def mask_of(module: nn.Module, name: str) -> torch.Tensor | None:

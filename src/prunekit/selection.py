@@ -30,6 +30,17 @@ class SampledScoreFn(Protocol):
 
 
 _SAMPLE = 1 << 18
+_SAMPLE_VALUES = 1 << 14  # sample for the k-th of the collected candidates
+
+
+def _stratified(n: int, m: int, gen: torch.Generator) -> torch.Tensor:
+    """``m`` indices below ``n``, one uniform draw in each of ``m`` equal strides: sorted, so gathering
+    them walks memory forward (1.5x faster than scattered draws on a 100 MB weight), and no less
+    representative than independent draws."""
+    if m <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    stride = n // m
+    return torch.arange(m) * stride + torch.randint(stride, (m,), generator=gen)
 
 
 def _bracket(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> tuple[float, float, int]:
@@ -45,8 +56,10 @@ def _bracket(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> tuple[floa
         return -math.inf, math.inf, total
     gen = torch.Generator().manual_seed(0)
     if all(callable(getattr(fn, "sample", None)) for fn in fns):  # scores at sampled units only: no full pass
-        sample = torch.cat([fn.sample(torch.randint(n, (_SAMPLE * n // total,), generator=gen))
-                            for fn, n in zip(fns, sizes)])
+        # Gathering from the weights is cache-missing memory traffic: half the sample, for a bracket
+        # 1.4x as wide (candidates ~1.4 % of the units).
+        m = _SAMPLE // 2
+        sample = torch.cat([fn.sample(_stratified(n, m * n // total, gen)) for fn, n in zip(fns, sizes)])
         n = sample.numel()
     else:
         sample, n = None, 0
@@ -103,11 +116,15 @@ def _kth_smallest(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> tuple
 def _one_pass(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> list[torch.Tensor] | None:
     """Keep vectors from one scoring pass after the sample: scores at or above the bracket are kept,
     those inside it are collected with their positions and ranked. None when the bracket misses the
-    k-th value or holds more than expected (heavy ties): the caller then takes the exact slow path."""
+    k-th value or holds more than expected (heavy ties): the caller then takes the exact slow path.
+
+    Comparisons write 0/1 into a float buffer and count by summing it: on CPU, torch's kernels that
+    produce or reduce bool tensors run 3-4x slower than the float ones (measured on 256 K chunks).
+    """
     lo, hi, capacity = _bracket(fns, sizes, k)
     index_dtype = torch.int32 if max(sizes) < 2**31 else torch.int64
     keeps: list[torch.Tensor] = []
-    values = where = None
+    values = where = buf = None
     ends, filled, kept = [], 0, 0
     for i, fn in enumerate(fns):
         offset = 0
@@ -116,21 +133,28 @@ def _one_pass(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> list[torc
                 keeps = [torch.empty(n, dtype=torch.bool, device=s.device) for n in sizes]
                 values = torch.empty(capacity, dtype=s.dtype, device=s.device)
                 where = torch.empty(capacity, dtype=index_dtype, device=s.device)
-            part = torch.ge(s, hi, out=keeps[i][offset : offset + s.numel()])
-            offset += s.numel()
+                buf = torch.empty(max(s.numel(), 1), dtype=s.dtype, device=s.device)
+            if s.numel() > buf.numel():
+                buf = torch.empty_like(s)
+            n = s.numel()
+            part = keeps[i][offset : offset + n]
+            part.copy_(torch.ge(s, hi, out=buf[:n]))
+            above = int(buf[:n].sum())  # exact: a chunk holds far fewer than 2^24 ones
+            kept += above
+            offset += n
             if lo >= hi:  # the sample tied: nothing lies strictly between
-                kept += int(torch.count_nonzero(part))
                 continue
-            inside = torch.gt(s, lo)
-            kept += int(torch.count_nonzero(inside))  # above lo: kept or candidates
-            inside ^= part  # s > lo but not s >= hi (those at or above hi are all above lo)
-            idx = inside.nonzero().squeeze(1)
-            if filled + idx.numel() > capacity:
+            inside = int(torch.gt(s, lo, out=buf[:n]).sum()) - above  # strictly inside (lo, hi)
+            if not inside:
+                continue
+            if filled + inside > capacity:
                 return None
-            values[filled : filled + idx.numel()] = s[idx]
-            where[filled : filled + idx.numel()] = idx + (offset - s.numel())
-            filled += idx.numel()
-            kept -= idx.numel()
+            band = buf[:n].bool()
+            band ^= part  # s > lo but not s >= hi
+            idx = band.nonzero().squeeze(1)
+            values[filled : filled + inside] = s[idx]
+            where[filled : filled + inside] = idx + (offset - n)
+            filled += inside
         ends.append(filled)
     if values is None:  # no tensor yielded a score
         return None
@@ -142,15 +166,33 @@ def _one_pass(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> list[torc
     values, drop = values[:filled], k - at_or_below
     chosen = torch.ones(filled, dtype=torch.bool, device=values.device)
     if drop:
-        v = values.kthvalue(drop).values
+        v = _kth_value(values, drop)
         chosen = values > v
         equal = (values == v).nonzero().squeeze(1)
         chosen[equal[drop - int(torch.count_nonzero(values < v)):]] = True
     start = 0
     for keep, end in zip(keeps, ends):
-        keep[where[start:end][chosen[start:end]].long()] = True
+        keep[where[start:end][chosen[start:end]]] = True
         start = end
     return keeps
+
+
+def _kth_value(values: torch.Tensor, r: int) -> torch.Tensor:
+    """The r-th smallest of ``values`` (1-based). Large inputs are bracketed by a strided sample first,
+    since ``kthvalue`` copies its input and allocates int64 indices as large (3x the values' memory)."""
+    n = values.numel()
+    if n <= 4 * _SAMPLE_VALUES:
+        return values.kthvalue(r).values
+    sample = values[:: n // _SAMPLE_VALUES]
+    m = sample.numel()
+    slack = 2.5 * math.sqrt(m) + 8
+    i_lo, i_hi = max(math.floor(r / n * m - slack), 0), min(math.ceil(r / n * m + slack), m - 1)
+    lo, hi = sample.kthvalue(i_lo + 1).values, sample.kthvalue(i_hi + 1).values
+    below = int(torch.count_nonzero(values < lo))
+    inside = values[(values >= lo) & (values <= hi)]
+    if below < r <= below + inside.numel():
+        return _kth_value(inside, r - below)
+    return values.kthvalue(r).values  # the sample missed (rare, e.g. values sorted by chance)
 
 
 def keep_lowest_dropped(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> list[torch.Tensor]:

@@ -73,7 +73,9 @@ class Score(ABC):
     What a score needs is declared for the harness and the CLI to read: ``needs_data`` (batches
     ``data=``), ``needs_loss`` (it differentiates ``loss_fn``, cross-entropy by default),
     ``needs_example_inputs``, ``needs_calibration`` (``data=`` are model inputs whose per-layer
-    statistics the score collects, see :mod:`prunekit.calibration`; labels are optional).
+    statistics the score collects, see :mod:`prunekit.calibration`; labels are optional). A
+    ``pointwise`` score (|w|) may be called on any gathered entries, which lets exact selection
+    bracket its threshold from a sample without a full scoring pass.
     """
 
     reduce = "sum"
@@ -82,6 +84,7 @@ class Score(ABC):
     needs_example_inputs = False
     needs_calibration = False
     elementwise = True  # scores of a row block depend only on that block: scored in chunks
+    pointwise = False  # an entry's score depends only on its own value: a sample of entries scores alone
 
     def plan(self, parts: list, structure: Any, scope: Any, sparsity: float | None) -> None:
         """Runs before ``prepare`` with what will be selected: for a score that also prunes (SparseGPT)."""

@@ -11,6 +11,7 @@ class Magnitude(Score):
     """|w| — Han et al. 2015; a unit (neuron, channel slice) scores the L2 norm of its weights."""
 
     reduce = "l2"
+    pointwise = True
 
     def __call__(self, weight: torch.Tensor, context: ScoreContext) -> torch.Tensor:
         return weight.detach().abs()

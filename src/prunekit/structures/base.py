@@ -121,6 +121,13 @@ class Structure(ABC):
     def prepare(self, parts: list[Part], score: Score, ctx: Context) -> None:
         """Runs once after the score is prepared, before any selection (to score all units at once)."""
 
+    def sampler(self, part: Part, score: Score, ctx: Context) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """A function scoring only the units at given indices, exactly as ``scores`` would; None if unsupported.
+
+        Exact selection brackets its threshold from a sample: with a sampler it skips a full scoring pass.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -155,6 +162,8 @@ def prunable(model: nn.Module, exclude: Any = ()) -> list[Target]:
 class TensorStructure(Structure):
     """Units that live in one parameter each (weights, neurons, N:M blocks): one part per parameter."""
 
+    units_are_entries = False  # one unit per entry of the parameter, in flattened order (weights)
+
     def check(self, module: nn.Module, pname: str) -> None:
         """Raise :class:`UnsupportedLayerError` when the parameter cannot be cut this way."""
 
@@ -183,6 +192,23 @@ class TensorStructure(Structure):
                 if old is not None:  # already pruned units go first: masks are monotone
                     s = s.masked_fill(self.unit_mask(old[rows], t.module).logical_not(), -float("inf"))
             yield s
+
+    def sampler(self, part: Part, score: Score, ctx: Context) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        if not (self.units_are_entries and score.pointwise):
+            return None
+        t = part.targets[0]
+        context = ScoreContext(t, part.index, ctx.seed, ctx.state)
+
+        def sample(index: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                index = index.to(t.param.device)
+                s = score(t.param.detach().reshape(-1)[index], context)
+                old = mask_of(t.module, t.pname)
+                if old is not None:  # already pruned entries score -inf, as in the full pass
+                    s = s.masked_fill(old.reshape(-1)[index].logical_not(), -float("inf"))
+            return s
+
+        return sample
 
     def score_units(self, score: Score, weight: torch.Tensor, module: nn.Module, context: ScoreContext) -> torch.Tensor:
         """One score per unit of a block of rows of the parameter (elementwise scores, reduced)."""

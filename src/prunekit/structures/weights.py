@@ -11,6 +11,8 @@ from .base import TensorStructure, register
 class Weights(TensorStructure):
     """Every single weight is a unit (unstructured pruning)."""
 
+    units_are_entries = True
+
     def num_units(self, module: nn.Module, pname: str) -> int:
         return getattr(module, pname).numel()
 
