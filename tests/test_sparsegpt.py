@@ -241,3 +241,44 @@ def test_counts_stay_exact_with_earlier_pruning_anywhere(rows, cols, fraction, p
     counts = mask.sum(1) if per_row else mask.sum().view(1)
     assert bool((counts == k).all())
     assert bool((got[mask] == 0).all())
+
+
+class TinyGPT(nn.Module):
+    """One pre-norm block with a fused qkv Linear, an MLP and an LM head: the shape calibration meets in LMs."""
+
+    def __init__(self, vocab=32, d=16):
+        super().__init__()
+        self.embed, self.ln1, self.ln2 = nn.Embedding(vocab, d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2, self.head = nn.Linear(d, 4 * d), nn.Linear(4 * d, d), nn.Linear(d, vocab)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, -1)
+        x = x + self.proj(nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))
+        x = x + self.fc2(torch.relu(self.fc1(self.ln2(x))))
+        return self.head(x)
+
+
+@pytest.mark.parametrize("score,kw", [("sparsegpt", {"scope": "layer", "sparsity": 0.5}),
+                                      ("sparsegpt", {"structure": "2:4"}),
+                                      ("wanda", {"scope": "row", "sparsity": 0.5}),
+                                      ("wanda", {"structure": "2:4"})])
+def test_a_small_language_model_prunes_from_token_windows(score, kw):
+    torch.manual_seed(0)
+    model = TinyGPT()
+    ids = torch.randint(32, (8, 24))
+    dense = copy.deepcopy(model)
+    pk.prune(model, score=score, data=[(ids[i:i + 2], ids[i:i + 2]) for i in range(0, 8, 2)], **kw)
+    assert pk.sparsity(model) == 0.5
+    magnitude = copy.deepcopy(dense)
+    pk.prune(magnitude, **{**kw, "scope": "row" if "sparsity" in kw else None})
+    with torch.no_grad():
+        ref = dense(ids)
+        assert (model(ids) - ref).norm() < (magnitude(ids) - ref).norm()  # calibration beats magnitude here
+
+
+def test_a_layer_called_through_its_weight_only_is_named():
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)  # MHA uses out_proj.weight, not out_proj()
+    with pytest.raises(pk.PruneError, match="self_attn.out_proj"):
+        pk.prune(layer, 0.5, score="sparsegpt", scope="layer", data=torch.randn(2, 5, 16))
