@@ -128,3 +128,16 @@ def test_global_magnitude_on_a_large_model_drops_exactly_the_lowest_and_stays_mo
         k = round(sparsity * sum(w.numel() for w in weights))
         for m, r in zip(model, _reference(scores, k)):
             assert torch.equal(m.weight.detach().reshape(-1) != 0, r)
+
+
+def test_exact_selection_through_a_large_block_of_tied_scores():
+    """Scores with ~10^5 equal values (SparseGPT's pruned weights, Wanda on always-zero inputs) once recursed forever."""
+    from prunekit.selection import keep_lowest_dropped
+
+    s = torch.cat([torch.full((200_000,), -1.0), torch.rand(200_000, generator=torch.Generator().manual_seed(0))])
+    for k in (200_000, 150_000, 250_000):
+        keep = keep_lowest_dropped([lambda: [s]], [s.numel()], k)[0]
+        assert int((~keep).sum()) == k
+        assert bool((s[~keep] <= s[keep].min()).all())
+        if k <= 200_000:  # ties go in index order
+            assert bool((~keep[:k]).all())

@@ -191,7 +191,10 @@ def _kth_value(values: torch.Tensor, r: int) -> torch.Tensor:
     below = int(torch.count_nonzero(values < lo))
     inside = values[(values >= lo) & (values <= hi)]
     if below < r <= below + inside.numel():
-        return _kth_value(inside, r - below)
+        if bool(lo == hi):  # the r-th value is one tied value (a bracket of ties never narrows)
+            return lo
+        if inside.numel() < n:
+            return _kth_value(inside, r - below)
     return values.kthvalue(r).values  # the sample missed (rare, e.g. values sorted by chance)
 
 
