@@ -91,9 +91,10 @@ def markdown(r: dict, meta: dict) -> str:
 
 One `nn.Linear({r['width']}, {r['width']})` behind an embedding, calibrated on {r['sequences']} × {r['tokens']}
 tokens (one sequence a batch). {meta['machine']}, torch {meta['torch']}, {meta['threads']} threads; load
-average when it started {meta['load']} (the machine is shared and the run was niced: wall times are what
-this run saw, one run; CPU seconds are the work itself, and on an idle 2-core machine the 2-thread
-phases would take about half their CPU seconds of wall time — not measured, the machine was never idle).
+average (1, 5, 15 min) when it started {meta['load']}: the machine is shared and the run was niced, so wall
+times are what this one run saw; CPU seconds (all threads) are the work itself. The Hessian is
+2.2 TFLOP of matrix products whatever the implementation; the SparseGPT algorithm proper (inverse
+factor + OBS sweep) is the few seconds below it.
 
 | phase | wall s | CPU s (both threads) |
 |---|---:|---:|
