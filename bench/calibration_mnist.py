@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 import prunekit as pk
+from calibration_speed import write_section  # bench/ is on sys.path when this script runs
 
 HERE = Path(__file__).resolve().parent
 DATA = Path("/work/shared/datasets/mnist")
@@ -73,12 +74,7 @@ torch {meta['torch']}, {meta['minutes']} min in all.
 
 {chr(10).join(lines)}
 {END}"""
-    path = HERE / "RESULTS.md"
-    text = path.read_text()
-    text = text[: text.index(START)] + section + text[text.index(END) + len(END):] if START in text \
-        else text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-    print(section)
+    write_section(section, START, END)
 
 
 if __name__ == "__main__":

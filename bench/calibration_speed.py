@@ -131,10 +131,14 @@ def main() -> None:
     out = HERE / "results" / "calibration_speed.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "result": result}, indent=1))
-    section = markdown(result, meta)
+    write_section(markdown(result, meta), START, END)
+
+
+def write_section(section: str, start: str, end: str) -> None:
+    """Replace (or append) one benchmark's section of bench/RESULTS.md, between its markers."""
     path = HERE / "RESULTS.md"
     text = path.read_text()
-    text = text[: text.index(START)] + section + text[text.index(END) + len(END):] if START in text \
+    text = text[: text.index(start)] + section + text[text.index(end) + len(end):] if start in text \
         else text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
     print(section)
