@@ -91,7 +91,10 @@ def markdown(r: dict, meta: dict) -> str:
 
 One `nn.Linear({r['width']}, {r['width']})` behind an embedding, calibrated on {r['sequences']} × {r['tokens']}
 tokens (one sequence a batch). {meta['machine']}, torch {meta['torch']}, {meta['threads']} threads; load
-average when it started {meta['load']} (the machine is shared: times are what this run saw, one run).
+average (1, 5, 15 min) when it started {meta['load']}: the machine is shared and the run was niced, so wall
+times are what this one run saw; CPU seconds (all threads) are the work itself. The Hessian is
+2.2 TFLOP of matrix products whatever the implementation; the SparseGPT algorithm proper (inverse
+factor + OBS sweep) is the few seconds below it.
 
 | phase | wall s | CPU s (both threads) |
 |---|---:|---:|
@@ -111,22 +114,31 @@ column sum of squares per layer (not timed here, to spare the shared machine).
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1024 wide, 16 × 128 tokens: checks the script")
+    ap.add_argument("--render", action="store_true", help="only rewrite the RESULTS.md section from the JSON")
     args = ap.parse_args()
     shape = (1024, 16, 128) if args.quick else (4096, 128, 512)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()}-core ({platform.processor() or 'AMD EPYC'})",
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
-    result = run(*shape)
+    if args.render:  # rewrite the section from the saved JSON, without rerunning
+        saved = json.loads((HERE / "results" / "calibration_speed.json").read_text())
+        meta, result = saved["meta"], saved["result"]
+    else:
+        result = run(*shape)
     print(json.dumps(result, indent=1))
     if args.quick:
         return
     out = HERE / "results" / "calibration_speed.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "result": result}, indent=1))
-    section = markdown(result, meta)
+    write_section(markdown(result, meta), START, END)
+
+
+def write_section(section: str, start: str, end: str) -> None:
+    """Replace (or append) one benchmark's section of bench/RESULTS.md, between its markers."""
     path = HERE / "RESULTS.md"
     text = path.read_text()
-    text = text[: text.index(START)] + section + text[text.index(END) + len(END):] if START in text \
+    text = text[: text.index(start)] + section + text[text.index(end) + len(end):] if start in text \
         else text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
     print(section)

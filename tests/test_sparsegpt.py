@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from torch import nn
 
@@ -218,3 +220,65 @@ def test_bad_calibration_data_names_the_layer():
     with pytest.raises(pk.PruneError, match="'0'"):
         pk.prune(model, 0.5, score="sparsegpt", scope="layer", data=torch.randn(4, 17))
     assert pk.sparsity(model) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 9), cols=st.integers(1, 40), fraction=st.floats(0, 0.95), pre_fraction=st.floats(0, 1),
+       per_row=st.booleans(), late=st.booleans(), block=st.sampled_from([1, 3, 8, 128]), seed=st.integers(0, 99))
+def test_counts_stay_exact_with_earlier_pruning_anywhere(rows, cols, fraction, pre_fraction, per_row, late, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    w, x = torch.randn(rows, cols, generator=g), torch.randn(3 * cols, cols, generator=g)
+    k = round(fraction * (cols if per_row else rows * cols))
+    pre = torch.zeros(rows, cols, dtype=torch.bool)
+    for r in range(rows) if per_row else [None]:  # earlier pruning, crowded into the last columns when late
+        n_pre = int(pre_fraction * k)
+        cells = (torch.arange(cols).flip(0) if late else torch.randperm(cols, generator=g))[:n_pre] if per_row \
+            else ((torch.arange(rows * cols).flip(0) if late else torch.randperm(rows * cols, generator=g))[:n_pre])
+        (pre[r] if per_row else pre.view(-1))[cells] = True
+    pattern = Pattern(per_row=k) if per_row else Pattern(count=k)
+    got, mask = reconstruct(w.masked_fill(pre, 0), inverse_factor(hessian(x), 0.01), pattern, pre, block=block)
+    assert bool((mask | ~pre).all())  # earlier pruning stays
+    counts = mask.sum(1) if per_row else mask.sum().view(1)
+    assert bool((counts == k).all())
+    assert bool((got[mask] == 0).all())
+
+
+class TinyGPT(nn.Module):
+    """One pre-norm block with a fused qkv Linear, an MLP and an LM head: the shape calibration meets in LMs."""
+
+    def __init__(self, vocab=32, d=16):
+        super().__init__()
+        self.embed, self.ln1, self.ln2 = nn.Embedding(vocab, d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2, self.head = nn.Linear(d, 4 * d), nn.Linear(4 * d, d), nn.Linear(d, vocab)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, -1)
+        x = x + self.proj(nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))
+        x = x + self.fc2(torch.relu(self.fc1(self.ln2(x))))
+        return self.head(x)
+
+
+@pytest.mark.parametrize("score,kw", [("sparsegpt", {"scope": "layer", "sparsity": 0.5}),
+                                      ("sparsegpt", {"structure": "2:4"}),
+                                      ("wanda", {"scope": "row", "sparsity": 0.5}),
+                                      ("wanda", {"structure": "2:4"})])
+def test_a_small_language_model_prunes_from_token_windows(score, kw):
+    torch.manual_seed(0)
+    model = TinyGPT()
+    ids = torch.randint(32, (8, 24))
+    dense = copy.deepcopy(model)
+    pk.prune(model, score=score, data=[(ids[i:i + 2], ids[i:i + 2]) for i in range(0, 8, 2)], **kw)
+    assert pk.sparsity(model) == 0.5
+    magnitude = copy.deepcopy(dense)
+    pk.prune(magnitude, **{**kw, "scope": "row" if "sparsity" in kw else None})
+    with torch.no_grad():
+        ref = dense(ids)
+        assert (model(ids) - ref).norm() < (magnitude(ids) - ref).norm()  # calibration beats magnitude here
+
+
+def test_a_layer_called_through_its_weight_only_is_named():
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)  # MHA uses out_proj.weight, not out_proj()
+    with pytest.raises(pk.PruneError, match="self_attn.out_proj"):
+        pk.prune(layer, 0.5, score="sparsegpt", scope="layer", data=torch.randn(2, 5, 16))
