@@ -72,13 +72,16 @@ class Score(ABC):
     (``context.rows``) to bound memory; set it False for a score that must see the whole tensor.
     What a score needs is declared for the harness and the CLI to read: ``needs_data`` (batches
     ``data=``), ``needs_loss`` (it differentiates ``loss_fn``, cross-entropy by default),
-    ``needs_example_inputs``.
+    ``needs_example_inputs`` (such a score receives the example inputs as ``data`` in ``prepare``).
+    ``rounds`` > 1 asks the engine to prune in that many rounds to exponentially growing sparsities,
+    rescoring after each (SynFlow; see :mod:`prunekit.iterative`).
     """
 
     reduce = "sum"
     needs_data = False
     needs_loss = False
     needs_example_inputs = False
+    rounds = 1  # prune-and-rescore rounds within one prune call (no training between them)
     elementwise = True  # scores of a row block depend only on that block: scored in chunks
 
     def prepare(self, model: nn.Module, targets: list[Target], data: Any, loss_fn: Any) -> Any:
