@@ -62,3 +62,21 @@ def test_whole_neuron_layers_are_checked_as_well():
         model[2].weight.mul_(1e-3)
     with pytest.raises(pk.LayerCollapseError, match=r"2\.weight"):
         pk.prune(model, sparsity=0.5, structure="neurons")
+
+
+def test_a_collapsing_sweep_run_is_recorded_as_failed_and_allow_collapse_runs_it(tmp_path):
+    """The harness: a run whose pruning empties a layer fails with the layers named; the sweep goes on."""
+    from prunekit.bench import ExperimentConfig, Store, sweep
+
+    cfg = ExperimentConfig.model_validate({
+        "name": "collapse", "datasets": ["synthetic"], "models": ["mlp"], "compressions": [2.0, 40.0], "seeds": [0],
+        "methods": ["global-magnitude", {"name": "allowed", "score": "magnitude", "allow_collapse": True}],
+        "train": {"epochs": 1, "batch_size": 100, "lr": 0.01}, "finetune": {"steps": 1, "batch_size": 100},
+        "measure": {"batch_sizes": [1], "repeats": 1, "warmup": 0}})
+    outcome = sweep(cfg, tmp_path)
+    assert outcome.done == 3 and len(outcome.failed) == 1
+    (_, reason), = outcome.failed
+    assert reason.startswith("LayerCollapseError") and "allow_collapse" in reason
+    with Store(tmp_path) as store:
+        done = {(r["method"], r["compression"]) for r in store.runs("done")}
+    assert ("allowed", 40.0) in done and ("global-magnitude", 2.0) in done

@@ -104,8 +104,8 @@ def prune(
     ``structure``: any registered structure — ``"weights"``, ``"neurons"``, ``"2:4"`` (any ``"N:M"``),
     ``"channels"`` and ``"heads"`` (these trace the model on ``example_inputs``, take
     ``macs_reduction=`` and the options ``max_ratio``, ``round_to``, ``reduce``, ``normalize``).
-    ``score``: any registered score (magnitude, l1, l2, gradient/taylor with ``data=``, random,
-    bn-scale, fpgm). ``scope``: ``"global"``, ``"layer"`` or per-layer ratios ``{name: ratio}``.
+    ``score``: any registered score (magnitude, l1, l2, gradient/taylor/snip/grasp/grasp-abs with
+    ``data=``, synflow with ``example_inputs=``, random, bn-scale, fpgm). ``scope``: ``"global"``, ``"layer"`` or per-layer ratios ``{name: ratio}``.
     ``exclude`` and per-layer keys are :mod:`prunekit.names` rules (a module name covers its
     submodules; a name that matches nothing raises). Neuron, channel and head pruning keep the
     model's output layers whole (see :mod:`prunekit.outputs`) unless named in ``prune_outputs``

@@ -69,6 +69,8 @@ class MethodSpec(Strict):
     ``reduce`` and ``max_ratio`` go to
     ``pk.prune`` (the last three for traced structures: channels, heads); ``target: macs_reduction``
     reads the grid's ratios as MAC reductions instead of compressions (traced structures, one-shot).
+    A run whose pruning would empty a whole layer is recorded as failed with a ``LayerCollapseError``
+    naming the layers, and the sweep goes on; ``allow_collapse: true`` prunes and measures it anyway.
     """
 
     name: str
@@ -85,6 +87,7 @@ class MethodSpec(Strict):
     reduce: Literal["sum", "mean", "max"] | None = None
     max_ratio: float | None = Field(None, gt=0, le=1)
     target: Literal["compression", "macs_reduction"] = "compression"
+    allow_collapse: bool = False  # a run whose pruning empties a layer fails (LayerCollapseError) unless set
 
     @field_validator("structure")
     @classmethod
@@ -163,4 +166,6 @@ class MethodSpec(Strict):
             options["exclude"] = list(exclude)
         options.update({k: getattr(self, k) for k in ("round_to", "reduce", "max_ratio")
                         if getattr(self, k) is not None})
+        if self.allow_collapse:
+            options["allow_collapse"] = True
         return options
