@@ -65,18 +65,23 @@ def test_whole_neuron_layers_are_checked_as_well():
 
 
 def test_a_collapsing_sweep_run_is_recorded_as_failed_and_allow_collapse_runs_it(tmp_path):
-    """The harness: a run whose pruning empties a layer fails with the layers named; the sweep goes on."""
+    """The harness: a run whose pruning empties a layer fails with the layers named; the sweep goes on.
+
+    Same model, data and compression: iterative SynFlow keeps every layer where global magnitude collapses.
+    """
     from prunekit.bench import ExperimentConfig, Store, sweep
 
     cfg = ExperimentConfig.model_validate({
         "name": "collapse", "datasets": ["synthetic"], "models": ["mlp"], "compressions": [2.0, 40.0], "seeds": [0],
-        "methods": ["global-magnitude", {"name": "allowed", "score": "magnitude", "allow_collapse": True}],
+        "methods": ["global-magnitude", {"name": "allowed", "score": "magnitude", "allow_collapse": True},
+                    {"name": "synflow", "score": "synflow"}],
         "train": {"epochs": 1, "batch_size": 100, "lr": 0.01}, "finetune": {"steps": 1, "batch_size": 100},
         "measure": {"batch_sizes": [1], "repeats": 1, "warmup": 0}})
     outcome = sweep(cfg, tmp_path)
-    assert outcome.done == 3 and len(outcome.failed) == 1
+    assert outcome.done == 5 and len(outcome.failed) == 1
     (_, reason), = outcome.failed
     assert reason.startswith("LayerCollapseError") and "allow_collapse" in reason
     with Store(tmp_path) as store:
         done = {(r["method"], r["compression"]) for r in store.runs("done")}
     assert ("allowed", 40.0) in done and ("global-magnitude", 2.0) in done
+    assert ("synflow", 40.0) in done  # the harness hands SynFlow its example inputs; 100 rounds keep every layer
