@@ -196,3 +196,18 @@ def test_masks_are_monotone_under_iterative_synflow(first, second, rounds, scope
     kept = sum(int(m.sum()) for m in new.values())
     if scope == "global":
         assert total - kept == round(hi * total)
+
+
+def test_synflow_rescores_once_per_round_and_reaches_a_compression_target():
+    calls = []
+
+    class Counted(pk.scores.SynFlow):
+        def prepare(self, model, targets, data, loss_fn):
+            calls.append(sum(int(t.param.count_nonzero()) for t in targets))
+            return super().prepare(model, targets, data, loss_fn)
+
+    model = signed_mlp()
+    pk.prune(model, compression=4, score=Counted(rounds=5), example_inputs=torch.randn(2, 6))
+    assert len(calls) == 5 and calls == sorted(calls, reverse=True) and calls[1] < calls[0]  # rescored after pruning
+    params = sum(p.numel() for p in model.parameters())
+    assert params / sum(int(p.count_nonzero()) for p in model.parameters()) == pytest.approx(4, rel=0.02)
