@@ -211,3 +211,16 @@ def test_synflow_rescores_once_per_round_and_reaches_a_compression_target():
     assert len(calls) == 5 and calls == sorted(calls, reverse=True) and calls[1] < calls[0]  # rescored after pruning
     params = sum(p.numel() for p in model.parameters())
     assert params / sum(int(p.count_nonzero()) for p in model.parameters()) == pytest.approx(4, rel=0.02)
+
+
+@pytest.mark.parametrize("score", ["snip", "grasp", "synflow"])
+def test_init_scores_rank_traced_channels_and_compact_exactly(score):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 4, (4,))
+    data = {} if score == "synflow" else {"data": (x, y)}
+    pk.prune(model, sparsity=0.5, structure="channels", score=score, example_inputs=x, **data)
+    small = pk.compact(model, x).eval()
+    assert small[0].out_channels + small[3].out_channels == 8
+    assert torch.allclose(small(x), model(x), atol=1e-5)
