@@ -11,7 +11,7 @@ model and ranked at every point; SynFlow runs its 100 rounds through ``pk.prune`
 (b) MNIST: LeNet-300-100 pruned at initialization at 10× and 100× by each score, then trained a
 few epochs with its masks held; top-1 on the 10,000 test images after the last epoch.
 
-    nice -n 10 env PYTHONPATH=src python bench/init_pruning.py [--epochs 3] [--seeds 0]
+    nice -n 10 env PYTHONPATH=src python bench/init_pruning.py [--epochs 3] [--seeds 0] [--resume]
 
 writes bench/results/init_pruning.json and the init_pruning section of bench/RESULTS.md.
 """
@@ -34,7 +34,8 @@ from prunekit.structures import PRUNABLE_TYPES
 
 HERE = Path(__file__).resolve().parent
 SCORES = ["snip", "grasp", "synflow", "random", "magnitude"]
-GRID = [10 ** (k / 4) for k in range(4, 17)]
+GRID = [10 ** (k / 4) for k in range(4, 17)]  # LeNet-300-100: 13 points from 10 to 10^4
+COARSE = GRID[::2]  # VGG-16 (14.7 M weights): 7 points, every half decade
 SHAPES = {"lenet300": (1, 28, 28), "vgg16": (3, 32, 32)}
 BEGIN, END = "<!-- init_pruning:start -->", "<!-- init_pruning:end -->"
 
@@ -92,12 +93,12 @@ def collapse_rows(name: str, seed: int, mnist: Any, synflow_budget_s: float) -> 
     torch.manual_seed(seed)
     model = pk.models.create(name)
     data = score_data(name, seed, mnist)
+    grid = GRID if name == "lenet300" else COARSE
     rows = []
     for score in [*SCORES, "synflow-1shot"]:
         t0 = time.perf_counter()
         if score == "synflow":
-            grid = GRID if name == "lenet300" else GRID[::-1]
-            for c in grid:
+            for c in grid if name == "lenet300" else grid[::-1]:
                 m = prune_at(model, "synflow", c, data)
                 rows.append({"model": name, "score": score, "compression": c, "connected": connected(m, SHAPES[name]),
                              "emptied": emptied(m)})
@@ -138,7 +139,7 @@ def largest_connected(rows: list[dict], name: str, score: str) -> tuple[str, str
     pts = sorted((r for r in rows if r["model"] == name and r["score"] == score), key=lambda r: r["compression"])
     if not pts:
         return "—", "—"
-    if pts[0]["compression"] > GRID[0]:  # top-down search: only the points it visited
+    if pts[0]["compression"] > 10.5:  # top-down search: only the points it visited
         ok = [r["compression"] for r in pts if r["connected"]]
         best = f"{max(ok):.0f} (top-down)" if ok else f"< {min(r['compression'] for r in pts):.0f}"
     else:
@@ -157,9 +158,9 @@ def markdown(result: dict) -> str:
            f"{meta['machine']}, torch {meta['torch']}, `nice -n 10`, {meta['threads']} thread(s); "
            f"wall {meta['wall_s'] / 60:.1f} min. Compression = prunable weights / surviving prunable weights "
            "(Tanaka et al.'s convention; biases and BatchNorm stay dense and are not counted). Every score ranks "
-           "globally. Grid 10^(k/4), k = 4 … 16. SNIP/GraSP score one batch: 256 MNIST training images for "
+           "globally. SNIP/GraSP score one batch: 256 MNIST training images for "
            "LeNet-300-100, 64 N(0,1) images with random labels for VGG-16 (no CIFAR). *Connected* = a path of "
-           "surviving weights joins input and output.", "",
+           "surviving weights joins input and output. Grid: 10^(k/4) for LeNet-300-100, 10^(k/2) for VGG-16.", "",
            "| model | score | largest compression still connected | first compression with an emptied layer |",
            "|---|---|---:|---|"]
     for name in SHAPES:
@@ -204,19 +205,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--synflow-budget-s", type=float, default=1800, help="stop VGG's top-down SynFlow search after this")
     ap.add_argument("--skip-vgg", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="keep the phases bench/results/init_pruning.json holds")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
     mnist = load("mnist", args.data_dir, val_fraction=0)
-    rows = []
-    for name in ["lenet300"] + ([] if args.skip_vgg else ["vgg16"]):
-        rows += collapse_rows(name, 0, mnist[0], args.synflow_budget_s)
-    acc = train_rows(mnist, args.seeds, args.epochs)
-    meta = {"machine": "2-core AMD EPYC (shared)", "torch": torch.__version__, "python": platform.python_version(),
-            "threads": args.threads, "epochs": args.epochs, "seeds": args.seeds, "wall_s": time.perf_counter() - t0}
-    result = {"meta": meta, "collapse": rows, "mnist": acc}
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "init_pruning.json").write_text(json.dumps(result, indent=1))
+    path = HERE / "results" / "init_pruning.json"
+    path.parent.mkdir(exist_ok=True)
+    phases = json.loads(path.read_text()).get("phases", {}) if path.exists() and args.resume else {}
+    todo = [("collapse:lenet300", lambda: collapse_rows("lenet300", 0, mnist[0], args.synflow_budget_s)),
+            ("mnist", lambda: train_rows(mnist, args.seeds, args.epochs))]
+    if not args.skip_vgg:
+        todo.append(("collapse:vgg16", lambda: collapse_rows("vgg16", 0, mnist[0], args.synflow_budget_s)))
+    for key, fn in todo:
+        if key in phases:
+            continue
+        t0 = time.perf_counter()
+        phases[key] = {"rows": fn(), "wall_s": time.perf_counter() - t0}
+        path.write_text(json.dumps({"phases": phases}, indent=1))  # each phase kept: a rerun with --resume skips it
+    meta = {"machine": "2-core AMD EPYC (shared with ~9 engineers)", "torch": torch.__version__,
+            "python": platform.python_version(), "threads": args.threads, "epochs": args.epochs, "seeds": args.seeds,
+            "wall_s": sum(p["wall_s"] for p in phases.values())}
+    result = {"meta": meta, "phases": phases,
+              "collapse": [r for k, p in phases.items() if k.startswith("collapse") for r in p["rows"]],
+              "mnist": phases["mnist"]["rows"]}
+    path.write_text(json.dumps(result, indent=1))
     text = markdown(result)
     print(text)
     write_section(text)

@@ -29,20 +29,45 @@ def signed_cnn(seed=0):
                          nn.ReLU(), nn.Flatten(), nn.Linear(5 * 4 * 4, 3, bias=False))
 
 
-@pytest.mark.parametrize("make,shape", [(signed_mlp, (6,)), (signed_cnn, (2, 6, 6))])
+def biased_bn_cnn(seed=0):
+    """Biases and a BatchNorm with trained-looking statistics: SynFlow zeroes the shifts while scoring."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 5, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(5 * 4 * 4, 3))
+    with torch.no_grad():
+        bn = model[1]
+        bn.weight.uniform_(-2, 2), bn.bias.normal_(), bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2)
+    return model
+
+
+@pytest.mark.parametrize("make,shape", [(signed_mlp, (6,)), (signed_cnn, (2, 6, 6)), (biased_bn_cnn, (2, 6, 6))])
 def test_synflow_conserves_flow_every_layer_sums_to_R(make, shape):
     model = make()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     scores = scored(pk.scores.SynFlow(), model, torch.randn(5, *shape))
     with torch.no_grad():  # R by hand: all-ones input through |W| of every layer (ReLU is the identity there)
-        positive = make()
-        for p in positive.parameters():
-            p.abs_()
+        positive = make().eval()
+        for name, t in [*positive.named_parameters(), *positive.named_buffers()]:
+            if t.is_floating_point():
+                t.zero_() if name.endswith(("bias", "running_mean")) else t.abs_()
         r = positive(torch.ones(1, *shape)).sum()
     for name, s in scores.items():
         assert (s >= 0).all()
         assert torch.isclose(s.sum(), r, rtol=1e-4), name
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # signs restored exactly
+
+
+def test_synflow_with_biases_scores_the_authors_way_and_restores_them():
+    model = biased_bn_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with_b = scored(pk.scores.SynFlow(biases=True), model, torch.randn(2, 2, 6, 6))
+    without = scored(pk.scores.SynFlow(), model, torch.randn(2, 2, 6, 6))
+    assert torch.allclose(with_b["0.weight"], without["0.weight"])  # the first layer's input is the same
+    assert not torch.allclose(with_b["6.weight"], without["6.weight"])  # |b| upstream adds to the last one's
+    sums = [s.sum() for s in with_b.values()]
+    assert not torch.isclose(sums[0], sums[-1], rtol=1e-3)  # and breaks the conservation law
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.training  # its mode is given back too
 
 
 def test_synflow_conservation_holds_after_pruning_too():
