@@ -1,7 +1,8 @@
 """Pruning at initialization, the classic check (Tanaka et al. 2020; Frankle et al. 2021).
 
 (a) Layer collapse: LeNet-300-100 and the zoo's CIFAR VGG-16, freshly initialized, pruned by each
-score (snip, grasp, synflow, random, magnitude; all with one global ranking) at compressions
+score (snip, grasp, synflow, random, magnitude, and synflow-biases: SynFlow keeping |b| as the authors'
+code does; all with one global ranking) at compressions
 10^1 … 10^4 of the prunable weights (10^(k/4) steps). A point is *connected* when some path of
 surviving weights joins input and output (all-ones input through the binary masks, biases zeroed,
 BatchNorm as identity); the table gives the largest compression up to which every grid point is
@@ -11,7 +12,7 @@ model and ranked at every point; SynFlow runs its 100 rounds through ``pk.prune`
 (b) MNIST: LeNet-300-100 pruned at initialization at 10× and 100× by each score, then trained a
 few epochs with its masks held; top-1 on the 10,000 test images after the last epoch.
 
-    nice -n 10 env PYTHONPATH=src python bench/init_pruning.py [--epochs 3] [--seeds 0] [--resume]
+    nice -n 10 env PYTHONPATH=src python bench/init_pruning.py [--epochs 3] [--seeds 0] [--resume [--scores ...]]
 
 writes bench/results/init_pruning.json and the init_pruning section of bench/RESULTS.md.
 """
@@ -33,7 +34,9 @@ from prunekit.data import batches, load
 from prunekit.structures import PRUNABLE_TYPES
 
 HERE = Path(__file__).resolve().parent
-SCORES = ["snip", "grasp", "synflow", "random", "magnitude"]
+SCORES = ["snip", "grasp", "synflow", "random", "magnitude", "synflow-biases"]
+ONE_SHOT = ["synflow-1shot"]  # collapse table only: SynFlow scored once, to show what the rounds buy
+ITERATIVE = {"synflow": pk.scores.SynFlow(), "synflow-biases": pk.scores.SynFlow(biases=True)}
 GRID = [10 ** (k / 4) for k in range(4, 17)]  # LeNet-300-100: 13 points from 10 to 10^4
 COARSE = GRID[::2]  # VGG-16 (14.7 M weights): 7 points, every half decade
 SHAPES = {"lenet300": (1, 28, 28), "vgg16": (3, 32, 32)}
@@ -84,22 +87,22 @@ def score_data(name: str, seed: int, mnist: Any) -> tuple[torch.Tensor, torch.Te
 def prune_at(model: nn.Module, score: Any, c: float, data: Any) -> nn.Module:
     """A pruned copy at compression ``c`` of the prunable weights, collapse allowed (it is what we measure)."""
     m = copy.deepcopy(model)
-    inputs = {} if isinstance(score, Prepared) else {"example_inputs": data[0]} if score == "synflow" else {"data": data}
-    pk.prune(m, sparsity=1 - 1 / c, score=score, allow_collapse=True, **inputs)
+    inputs = {} if isinstance(score, Prepared) else {"example_inputs": data[0]} if score in ITERATIVE else {"data": data}
+    pk.prune(m, sparsity=1 - 1 / c, score=ITERATIVE.get(score, score), allow_collapse=True, **inputs)
     return m
 
 
-def collapse_rows(name: str, seed: int, mnist: Any, synflow_budget_s: float) -> list[dict]:
+def collapse_rows(name: str, seed: int, mnist: Any, synflow_budget_s: float, scores: list[str]) -> list[dict]:
     torch.manual_seed(seed)
     model = pk.models.create(name)
     data = score_data(name, seed, mnist)
     grid = GRID if name == "lenet300" else COARSE
     rows = []
-    for score in [*SCORES, "synflow-1shot"]:
+    for score in scores:
         t0 = time.perf_counter()
-        if score == "synflow":
+        if score in ITERATIVE:
             for c in grid if name == "lenet300" else grid[::-1]:
-                m = prune_at(model, "synflow", c, data)
+                m = prune_at(model, score, c, data)
                 rows.append({"model": name, "score": score, "compression": c, "connected": connected(m, SHAPES[name]),
                              "emptied": emptied(m)})
                 if name != "lenet300" and (rows[-1]["connected"] or time.perf_counter() - t0 > synflow_budget_s):
@@ -114,11 +117,12 @@ def collapse_rows(name: str, seed: int, mnist: Any, synflow_budget_s: float) -> 
     return rows
 
 
-def train_rows(mnist: tuple, seeds: list[int], epochs: int) -> list[dict]:
+def train_rows(mnist: tuple, seeds: list[int], epochs: int, scores: list[str]) -> list[dict]:
     train, _, test = mnist
     rows = []
     for seed in seeds:
-        for score, c in [("dense", 1.0)] + [(s, c) for s in SCORES for c in (10.0, 100.0)]:
+        for score, c in [("dense", 1.0)] * ("dense" in scores) + [(s, c) for s in scores if s != "dense"
+                                                                    for c in (10.0, 100.0)]:
             torch.manual_seed(seed)
             model = pk.models.create("lenet300")
             t0 = time.perf_counter()
@@ -164,11 +168,13 @@ def markdown(result: dict) -> str:
            "| model | score | largest compression still connected | first compression with an emptied layer |",
            "|---|---|---:|---|"]
     for name in SHAPES:
-        for score in [*SCORES, "synflow-1shot"]:
+        for score in [*SCORES, *ONE_SHOT]:
             best, first = largest_connected(rows, name, score)
             out.append(f"| {name} | {score} | {best} | {first} |")
-    out += ["", "`synflow` is the default iterative SynFlow (100 rounds, exponential schedule, through `pk.prune`); "
-            "`synflow-1shot` scores once. VGG-16's iterative SynFlow is run top-down from 10^4 and stops at "
+    out += ["", "`synflow` is the default iterative SynFlow (100 rounds, exponential schedule, through `pk.prune`; "
+            "biases and running means zeroed while scoring); `synflow-biases` keeps them as |b| "
+            "(`SynFlow(biases=True)`, the authors' code); `synflow-1shot` scores once. "
+            "VGG-16's iterative SynFlow is run top-down from 10^4 and stops at "
             "the first connected point (each point is 100 rescoring rounds of 14.7 M weights).", "",
             f"MNIST, LeNet-300-100 pruned at initialization then trained {meta['epochs']} epochs (SGD, momentum "
             "0.9, lr 0.1 cosine, batch 128, masks held; 60,000 training images, no validation selection), top-1 "
@@ -206,22 +212,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synflow-budget-s", type=float, default=1800, help="stop VGG's top-down SynFlow search after this")
     ap.add_argument("--skip-vgg", action="store_true")
     ap.add_argument("--resume", action="store_true", help="keep the phases bench/results/init_pruning.json holds")
+    ap.add_argument("--scores", nargs="+", help="with --resume: recompute only these scores' rows")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     mnist = load("mnist", args.data_dir, val_fraction=0)
     path = HERE / "results" / "init_pruning.json"
     path.parent.mkdir(exist_ok=True)
     phases = json.loads(path.read_text()).get("phases", {}) if path.exists() and args.resume else {}
-    todo = [("collapse:lenet300", lambda: collapse_rows("lenet300", 0, mnist[0], args.synflow_budget_s)),
-            ("mnist", lambda: train_rows(mnist, args.seeds, args.epochs))]
+    todo = {"collapse:lenet300": lambda s: collapse_rows("lenet300", 0, mnist[0], args.synflow_budget_s, s),
+            "mnist": lambda s: train_rows(mnist, args.seeds, args.epochs, s)}
     if not args.skip_vgg:
-        todo.append(("collapse:vgg16", lambda: collapse_rows("vgg16", 0, mnist[0], args.synflow_budget_s)))
-    for key, fn in todo:
-        if key in phases:
+        todo["collapse:vgg16"] = lambda s: collapse_rows("vgg16", 0, mnist[0], args.synflow_budget_s, s)
+    for key, fn in todo.items():
+        every = ["dense", *SCORES] if key == "mnist" else [*SCORES, *ONE_SHOT]
+        old = phases.get(key, {"rows": [], "wall_s": 0.0})
+        redo = [s for s in every if s in (args.scores or every) and (args.scores or key not in phases)]
+        if not redo:
             continue
         t0 = time.perf_counter()
-        phases[key] = {"rows": fn(), "wall_s": time.perf_counter() - t0}
-        path.write_text(json.dumps({"phases": phases}, indent=1))  # each phase kept: a rerun with --resume skips it
+        rows = [r for r in old["rows"] if r["score"] not in redo] + fn(redo)
+        phases[key] = {"rows": rows, "wall_s": old["wall_s"] + time.perf_counter() - t0}
+        path.write_text(json.dumps({"phases": phases}, indent=1))  # kept per phase: --resume skips or merges
     meta = {"machine": "2-core AMD EPYC (shared with ~9 engineers)", "torch": torch.__version__,
             "python": platform.python_version(), "threads": args.threads, "epochs": args.epochs, "seeds": args.seeds,
             "wall_s": sum(p["wall_s"] for p in phases.values())}
