@@ -55,7 +55,7 @@ def test_sweep_over_every_structure_deploys_each_in_its_real_form(tmp_path):
 
 @pytest.mark.parametrize("method, message", [
     ({"name": "x", "structure": "chanels"}, "unknown structure 'chanels'; allowed values: "),
-    ({"name": "x", "structure": "channels", "score": "snip"}, "unknown score 'snip' for structure 'channels'; allowed values: "),
+    ({"name": "x", "structure": "channels", "score": "nonexistent"}, "unknown score 'nonexistent' for structure 'channels'; allowed values: "),
     ({"name": "x", "scope": {"1": 1.5}}, "per-layer ratio 1.5 for '1' is outside [0, 1)"),
     ({"name": "x", "scope": "blockwise"}, "methods.0.scope: unknown scope 'blockwise'; allowed values: global"),
     ({"name": "x", "structure": "weights", "round_to": 8}, "round_to: applies to traced structures"),
@@ -145,9 +145,9 @@ def test_cli_errors_speak_flags(tmp_path, capsys):
     assert "unknown --scope 'blockwise'; valid scopes: " in err and all(n in err for n in choices.scope_names())
     assert cli.main([*base, "--structure", "2:4", "--sparsity", "0.3", "--exclude", "features.0"]) == 1
     assert "--structure 2:4 fixes the sparsity at 0.5; omit --sparsity" in capsys.readouterr().err
-    assert cli.main([*base, "--structure", "channels", "--score", "snip", "--sparsity", "0.5"]) == 1
+    assert cli.main([*base, "--structure", "channels", "--score", "nonexistent", "--sparsity", "0.5"]) == 1
     err = capsys.readouterr().err
-    assert "unknown --score 'snip' for --structure 'channels'; valid scores: " in err and "l1" in err
+    assert "unknown --score 'nonexistent' for --structure 'channels'; valid scores: " in err and "l1" in err
 
 
 def test_a_structure_registered_here_reaches_prune_the_cli_and_the_harness(tmp_path, capsys):

@@ -55,7 +55,7 @@ def test_grad_of_pruned_weights_is_zero():
 def test_no_forward_hooks_no_orig_copy_same_param_count():
     model = mlp()
     n = sum(p.numel() for p in model.parameters())
-    pk.prune(model, 0.9)
+    pk.prune(model, 0.9, allow_collapse=True)  # global 90 % empties a layer of this MLP; hooks are the point
     assert sum(p.numel() for p in model.parameters()) == n
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
     assert not any("orig" in name for name, _ in model.named_parameters())

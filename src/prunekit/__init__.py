@@ -6,6 +6,7 @@ from .errors import (
     DataFileError,
     InsufficientSamplesError,
     InvalidSparsityError,
+    LayerCollapseError,
     MaskMismatchError,
     MissingDataError,
     NonFiniteWeightsError,
@@ -51,5 +52,5 @@ __all__ = [
     "sparse", "training", "save", "load", "sparsify", "densify", "export_onnx",
     "from_torch_prune", "to_torch_prune", "StorageFormatError", "ExportError",
     "UnsupportedOperationError", "CompactionError",
-    "InsufficientSamplesError", "InvalidArgumentError", "StoreError", "theory",
+    "InsufficientSamplesError", "InvalidArgumentError", "StoreError", "LayerCollapseError", "theory",
 ]

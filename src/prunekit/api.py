@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 
 from torch import nn
 
-from . import engine, scores, structures
+from . import iterative, scores, structures
 from . import scope as scopes
 from .engine import sparsity_for_compression
 from .errors import InvalidSparsityError, PruneError
@@ -93,6 +93,7 @@ def prune(
     example_inputs: Any = None,
     macs_reduction: float | None = None,
     prune_outputs: Iterable[Any] | bool = (),
+    allow_collapse: bool = False,
     **options: Any,
 ) -> Masks:
     """Prune ``model`` in place so that exactly ``round(sparsity × N)`` of its N prunable units are zero.
@@ -104,22 +105,26 @@ def prune(
     ``structure``: any registered structure — ``"weights"``, ``"neurons"``, ``"2:4"`` (any ``"N:M"``),
     ``"channels"`` and ``"heads"`` (these trace the model on ``example_inputs``, take
     ``macs_reduction=`` and the options ``max_ratio``, ``round_to``, ``reduce``, ``normalize``).
-    ``score``: any registered score (magnitude, l1, l2, gradient/taylor with ``data=``, random,
-    bn-scale, fpgm, wanda/sparsegpt with calibration inputs as ``data=``). ``scope``: ``"global"``,
+    ``score``: any registered score (magnitude, l1, l2, gradient/taylor/snip/grasp/grasp-abs with
+    ``data=``, synflow with ``example_inputs=``, random, bn-scale, fpgm, wanda/sparsegpt with
+    calibration inputs as ``data=``). ``scope``: ``"global"``,
     ``"layer"``, ``"row"`` (the same fraction in every output row) or per-layer ratios ``{name: ratio}``.
     ``exclude`` and per-layer keys are :mod:`prunekit.names` rules (a module name covers its
     submodules; a name that matches nothing raises). Neuron, channel and head pruning keep the
     model's output layers whole (see :mod:`prunekit.outputs`) unless named in ``prune_outputs``
-    (names, globs, types, or True for all).
+    (names, globs, types, or True for all). A selection that would empty a whole layer raises
+    :class:`LayerCollapseError` naming it, unless ``allow_collapse=True`` (see :mod:`prunekit.collapse`).
     """
     check_module(model)
     seed = check_seed(seed)
     structure = _structure(structure, options)
-    if example_inputs is not None and not structure.uses_example_inputs:
-        raise PruneError(f"example_inputs= are for structure='neurons', 'channels' or 'heads', not {structure.name!r}")
+    score, scope = _resolve_method(method, score, scope)
+    score = scores.registry.get(score)
+    if example_inputs is not None and not (structure.uses_example_inputs or score.needs_example_inputs):
+        raise PruneError(f"example_inputs= are for structure='neurons', 'channels' or 'heads' or a score that "
+                         f"needs them (synflow), not structure {structure.name!r} with score {score.name!r}")
     if macs_reduction is not None and not hasattr(structure, "macs"):
         raise PruneError(f"macs_reduction= needs structure='channels' or 'heads', not {structure.name!r}")
-    score, scope = _resolve_method(method, score, scope)
     scope = _scope(scope, structure)
     if structure.sparsity is not None:
         sparsity = _fixed_sparsity(structure, sparsity, compression)
@@ -131,12 +136,12 @@ def prune(
         sparsity = scopes.check_ratio(sparsity, "sparsity")
     if example_inputs is not None:
         check_forward(model, example_inputs)
-    score = scores.registry.get(score)
     if data is not None and not score.needs_calibration:  # calibration checks its inputs itself, naming the layer
         check_data(model, data)
     ctx = structures.Context(model, Matcher(model, exclude), _outputs(model, prune_outputs), example_inputs, seed)
-    return engine.run(structure, score, scope, ctx, sparsity, compression=compression,
-                      macs_reduction=macs_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite)
+    return iterative.run(structure, score, scope, ctx, sparsity, compression=compression,
+                         macs_reduction=macs_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite,
+                         allow_collapse=allow_collapse)
 
 
 def _outputs(model: nn.Module, spec: Iterable[Any] | bool) -> Matcher | bool:

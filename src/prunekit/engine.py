@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from . import collapse
 from . import scope as scopes
 from .errors import InvalidSparsityError, MissingDataError, NonFiniteWeightsError, PruneError
 from .masks import Masks
@@ -61,6 +62,7 @@ def run(
     data: Any = None,
     loss_fn: Callable | None = None,
     check_finite: bool = True,
+    allow_collapse: bool = False,
 ) -> Masks:
     """Prune ``ctx.model`` in place with resolved parts; see :func:`prunekit.prune` for the meaning."""
     parts = structure.parts(ctx)
@@ -79,7 +81,7 @@ def run(
     if score.needs_example_inputs and ctx.example_inputs is None:
         raise MissingDataError(f"score {score.name!r} needs example_inputs= (a batch of inputs)")
     score.plan(parts, structure, scope, sparsity)  # a score that prunes as it scores (SparseGPT) reads the scope
-    ctx.state = score.prepare(ctx.model, targets, data, loss_fn)
+    ctx.state = score.prepare(ctx.model, targets, ctx.example_inputs if score.needs_example_inputs else data, loss_fn)
     for p in parts:
         p.unit_scores = functools.partial(structure.scores, p, score, ctx)
         sample = structure.sampler(p, score, ctx)
@@ -91,6 +93,7 @@ def run(
         keeps = for_macs(structure, parts, scope, macs_reduction) if macs_reduction is not None \
             else scope.select(parts, sparsity)
         keeps = [rounded(p, keep) for p, keep in zip(parts, keeps)]
+    collapse.check(parts, keeps, allow_collapse)  # before any mask: a refused prune changes nothing
     for p, keep in zip(parts, keeps):
         structure.apply(p, keep)
     return Masks.from_model(ctx.model)

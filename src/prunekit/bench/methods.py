@@ -71,6 +71,8 @@ class MethodSpec(Strict):
     reads the grid's ratios as MAC reductions instead of compressions (traced structures, one-shot);
     ``target: prunable_compression`` reads them as compressions of the prunable weights alone (ratio c
     prunes 1 − 1/c of them, embeddings and excluded layers aside), the convention of LM pruning papers.
+    A run whose pruning would empty a whole layer is recorded as failed with a ``LayerCollapseError``
+    naming the layers, and the sweep goes on; ``allow_collapse: true`` prunes and measures it anyway.
     """
 
     name: str
@@ -87,6 +89,7 @@ class MethodSpec(Strict):
     reduce: Literal["sum", "mean", "max"] | None = None
     max_ratio: float | None = Field(None, gt=0, le=1)
     target: Literal["compression", "macs_reduction", "prunable_compression"] = "compression"
+    allow_collapse: bool = False  # a run whose pruning empties a layer fails (LayerCollapseError) unless set
 
     @field_validator("structure")
     @classmethod
@@ -165,4 +168,6 @@ class MethodSpec(Strict):
             options["exclude"] = list(exclude)
         options.update({k: getattr(self, k) for k in ("round_to", "reduce", "max_ratio")
                         if getattr(self, k) is not None})
+        if self.allow_collapse:
+            options["allow_collapse"] = True
         return options

@@ -76,6 +76,9 @@ class Score(ABC):
     statistics the score collects, see :mod:`prunekit.calibration`; labels are optional). A
     ``pointwise`` score (|w|) may be called on any gathered entries, which lets exact selection
     bracket its threshold from a sample without a full scoring pass.
+    ``needs_example_inputs`` scores receive the example inputs as ``data`` in ``prepare``.
+    ``rounds`` > 1 asks the engine to prune in that many rounds to exponentially growing sparsities,
+    rescoring after each (SynFlow; see :mod:`prunekit.iterative`).
     """
 
     reduce = "sum"
@@ -83,6 +86,7 @@ class Score(ABC):
     needs_loss = False
     needs_example_inputs = False
     needs_calibration = False
+    rounds = 1  # prune-and-rescore rounds within one prune call (no training between them)
     elementwise = True  # scores of a row block depend only on that block: scored in chunks
     pointwise = False  # an entry's score depends only on its own value: a sample of entries scores alone
 
