@@ -13,9 +13,10 @@ from torch import nn
 
 from ..errors import CompactionError
 from ..inputs import check_forward
-from ..masks import mask_of, unprune
+from ..masks import Masks, mask_of, unprune
 from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
+from .blocks import drop_blocks, without_removed
 from .core import Graph, units_of
 from .fold import constants, consumer_inputs, dead_roots, fold
 from .trace import trace
@@ -100,6 +101,7 @@ def _sync(module: nn.Module) -> None:
 
 def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
     """Resize ``model``'s tensors and attributes in place as ``plan`` says; return it."""
+    drop_blocks(model, plan.get("blocks", []))
     touched = {}
     for qname, dims in plan["params"].items():
         module, leaf = _resolve(model, qname)
@@ -139,6 +141,14 @@ def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: 
     pass that hard-codes a size raises instead of returning a wrong model.
     """
     check_forward(model, example_inputs)
+    reduced, blocks = without_removed(model, example_inputs)
+    if blocks:  # removed residual blocks go first; the channels left are compacted on what remains
+        small = compact(reduced, example_inputs, check=False, atol=atol) if Masks.from_model(reduced) else reduced
+        unprune(small)
+        setattr(small, PLAN_ATTR, {**getattr(small, PLAN_ATTR, {"params": {}, "attrs": {}, "mha": {}}), "blocks": blocks})
+        if check:
+            verify(model, small, example_inputs, atol)
+        return small
     graph = trace(model, example_inputs)
     units, locked = units_of(graph)
     gone = pruned_roots(graph, units, locked)

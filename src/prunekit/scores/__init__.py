@@ -7,7 +7,9 @@ from .base import Score, ScoreContext, Target, by_slice, reduce_units, register,
 from .gradient import Gradient, Taylor
 from .magnitude import L1, L2, Magnitude
 from .random import Random
+from .blocks import BlockInfluence, BlockScore, BranchNorm, SkipLoss
 from .unit import BNScale, FPGM
 
 __all__ = ["Score", "ScoreContext", "Target", "register", "registry", "by_slice", "reduce_units",
-           "Magnitude", "L1", "L2", "Gradient", "Taylor", "Random", "BNScale", "FPGM"]
+           "Magnitude", "L1", "L2", "Gradient", "Taylor", "Random", "BNScale", "FPGM",
+           "BlockScore", "BlockInfluence", "BranchNorm", "SkipLoss"]
