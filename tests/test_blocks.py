@@ -241,3 +241,47 @@ def test_block_whose_zeroed_form_is_not_the_identity_stays():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), ProjBlock(8, 8), nn.Flatten(), nn.Linear(512, 2)).eval()
     (block,) = find_blocks(model, x)  # its input can be negative, so relu(x + 0) != x
     assert block.shortcut == "identity" and not block.removable and "not the identity" in block.reason
+
+
+def test_width_and_depth_meet_one_macs_target_and_report_the_mix():
+    model, x = pk.models.create("resnet20").eval(), torch.randn(1, 3, 32, 32)
+    dense = pk.summary(model, x).macs
+    pk.prune(model, structure=["blocks", "channels"], example_inputs=x, macs_reduction=3, depth_share=0.5)
+    mix = pk.structures.allocation(model, x)
+    assert 1 <= len(mix.blocks_removed) < mix.blocks_total == 7
+    assert any(kept < total for kept, total in mix.widths.values())
+    small = pk.compact(model, x)
+    with torch.no_grad():
+        assert torch.allclose(model(x), small(x), atol=1e-4)
+    assert mix.macs_reduction == pytest.approx(dense / pk.summary(small, x).macs) and mix.macs_reduction >= 3
+    assert "blocks removed" in str(mix)
+
+
+def test_depth_share_one_is_depth_only():
+    model, x = pk.models.create("resnet20").eval(), torch.randn(1, 3, 32, 32)
+    pk.prune(model, structure=["channels", "blocks"], example_inputs=x, macs_reduction=1.5, depth_share=1.0)
+    mix = pk.structures.allocation(model, x)
+    assert mix.blocks_removed and all(kept == total for kept, total in mix.widths.values())
+    with pytest.raises(pk.PruneError, match="blocks' and 'channels"):
+        pk.prune(model, structure=["blocks", "weights"], example_inputs=x, macs_reduction=2)
+
+
+def test_latency_target_takes_the_fewest_blocks_measured_fast_enough(monkeypatch):
+    """The bisection on measured speedups (here a stand-in timer: speedup = MAC ratio) removes the fewest blocks."""
+    import prunekit.latency as latency
+
+    def fake(reference, small, example_inputs, repeats=15):
+        return pk.summary(reference, example_inputs).macs / pk.summary(small, example_inputs).macs
+
+    monkeypatch.setattr(latency, "speedup", fake)
+    x = torch.randn(1, 3, 32, 32)
+    a, b = pk.models.create("resnet20").eval(), pk.models.create("resnet20").eval()
+    b.load_state_dict(a.state_dict())
+    pk.prune(a, structure="blocks", score="block-influence", example_inputs=x, latency_reduction=1.4)
+    pk.prune(b, structure="blocks", score="block-influence", example_inputs=x, macs_reduction=1.4)
+    removed = [n for n, m in a.named_modules() if n.count(".") == 1 and not any(bool(p.any()) for p in m.parameters())]
+    assert removed == [n for n, m in b.named_modules() if n.count(".") == 1
+                       and not any(bool(p.any()) for p in m.parameters())] and removed
+    with pytest.raises(pk.InvalidSparsityError, match="unreachable here"):
+        pk.prune(pk.models.create("resnet20").eval(), structure="blocks", score="random", example_inputs=x,
+                 latency_reduction=50)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import scope as scopes
+from .latency import for_latency
 from .errors import InvalidSparsityError, MissingDataError, NonFiniteWeightsError, PruneError
 from .masks import Masks
 from .scores import Score, Target
@@ -60,8 +61,13 @@ def run(
     data: Any = None,
     loss_fn: Callable | None = None,
     check_finite: bool = True,
+    latency_reduction: float | None = None,
 ) -> Masks:
     """Prune ``ctx.model`` in place with resolved parts; see :func:`prunekit.prune` for the meaning."""
+    combine = getattr(structure, "combine", None)
+    if combine is not None:  # several structures (width and depth): the structure runs the engine per part
+        return combine(run, score, scope, ctx, sparsity, macs_reduction=macs_reduction,
+                       latency_reduction=latency_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite)
     parts = structure.parts(ctx)
     targets = list({t.qname: t for p in parts for t in p.targets}.values())
     if check_finite:
@@ -82,13 +88,25 @@ def run(
         p.unit_scores = (lambda p=p: structure.scores(p, score, ctx))
     structure.prepare(parts, score, ctx)
     _check_monotone(structure, parts, scope, sparsity)
-    with one_thread():  # chunked selection: many small memory-bound ops
-        keeps = for_macs(structure, parts, scope, macs_reduction) if macs_reduction is not None \
-            else scope.select(parts, sparsity)
-        keeps = [rounded(p, keep) for p, keep in zip(parts, keeps)]
+    if latency_reduction is not None:  # timed on all threads, as the model will run
+        keeps, _ = for_latency(structure, parts, _selector(parts, scope), latency_reduction, ctx.model,
+                               ctx.example_inputs)
+    else:
+        with one_thread():  # chunked selection: many small memory-bound ops
+            keeps = for_macs(structure, parts, scope, macs_reduction) if macs_reduction is not None \
+                else scope.select(parts, sparsity)
+            keeps = [rounded(p, keep) for p, keep in zip(parts, keeps)]
     for p, keep in zip(parts, keeps):
         structure.apply(p, keep)
     return Masks.from_model(ctx.model)
+
+
+def _selector(parts: list[Part], scope: scopes.Scope) -> Callable[[int], list[torch.Tensor]]:
+    """Keep vectors (rounded) when the scope drops ``k`` units in all: what MAC and latency targets bisect on."""
+    if not isinstance(scope, (scopes.Global, scopes.Layer)):
+        raise PruneError("macs_reduction= and latency_reduction= rank with scope='global' or 'layer'")
+    n = sum(p.size for p in parts)
+    return lambda k: [rounded(p, keep) for p, keep in zip(parts, scope.select(parts, k / n))]
 
 
 def rounded(part: Part, keep: torch.Tensor) -> torch.Tensor:
