@@ -17,7 +17,7 @@ from ..errors import InvalidSparsityError, PruneError
 from ..graph.blocks import find_blocks, is_removed
 from ..masks import Masks
 from ..names import Matcher
-from .base import Context, Part, Structure
+from .base import Context, Part, Structure, register
 from .blocks import Blocks
 from .channels import Channels
 
@@ -64,8 +64,11 @@ class _Width(Channels):
         return traced.macs(gone)
 
 
+@register("blocks+channels")
 class Mixed(Structure):
     """Blocks then channels toward one MAC (``macs_reduction=``) or latency (``latency_reduction=``) target.
+
+    Named ``"blocks+channels"`` (for configs), or ``structure=["blocks", "channels"]`` in ``pk.prune``.
 
     ``depth_share`` (0..1): the part of the target, in log space, met by removing blocks (0.5: a 4x
     target is 2x by blocks, then 2x by channels). Other options go to the channel structure.
