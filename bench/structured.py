@@ -130,7 +130,7 @@ def resnet_case(quick: bool, runtimes: list[str]) -> tuple[list[dict], list[str]
     return rows, notes
 
 
-def depth_case(quick: bool, runtimes: list[str]) -> list[dict]:
+def depth_case(repeats: tuple[int, int], runtimes: list[str]) -> list[dict]:
     """ResNet-56 at 2x and 3x fewer MACs by channels, by whole blocks, and by both (half the log-target each)."""
     x = torch.randn(1, 3, 32, 32)
     dense = resnet56()
@@ -147,19 +147,11 @@ def depth_case(quick: bool, runtimes: list[str]) -> list[dict]:
             prune_s[name] = time.perf_counter() - t0
             if isinstance(kw["structure"], list):
                 print(name, pk.structures.allocation(model, x), flush=True)
-    return case("resnet56", models, prune_s, (1, 3, 32, 32), (10, 3) if quick else (100, 12), runtimes)
+    return case("resnet56", models, prune_s, (1, 3, 32, 32), repeats, runtimes)
 
 
 def depth_markdown(rows: list[dict], meta: dict) -> str:
-    cols = list(rows[0]["ms"])
-    lines = ["| model | params | MACs | MAC ratio | prune+compact s | " + " | ".join(cols) + " |",
-             "|---|---:|---:|---:|---:|" + "---:|" * len(cols)]
-    for r in rows:
-        p = "" if r["prune_s"] is None else f"{r['prune_s']:.1f}"
-        cells = [f"{r['ms'][c]:.2f} ms" if r["mac_ratio"] == 1.0 else
-                 f"×{r['speedup'][c]:.2f} ({_floor2(r['speedup'][c] / r['mac_ratio']):.2f})" for c in cols]
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['macs']:,} | {r['mac_ratio']:.2f} | {p} | "
-                     + " | ".join(cells) + " |")
+    lines = _table(rows)
     return (f"{DEPTH_START}\n## Depth pruning: whole blocks vs channels, MACs vs measured CPU latency (issue 14)\n\n"
             f"Machine: {meta['machine']}; torch {meta['torch']}, {meta['threads']} intra-op thread(s); load average "
             f"{meta['load']} at the start (the machine is shared: ratios are medians of interleaved runs, but a "
@@ -205,17 +197,23 @@ def _floor2(x: float) -> float:
     return math.floor(x * 100) / 100
 
 
-def markdown(rows: list[dict], probe: list[dict], notes: list[str], meta: dict) -> str:
+def _table(rows: list[dict]) -> list[str]:
+    """Markdown table lines: dense rows in ms, pruned rows as speedup (speedup ÷ MAC ratio, rounded down)."""
     cols = list(rows[0]["ms"])
-    head = ("| model | params | MACs | MAC ratio | prune+compact s | " + " | ".join(cols) + " |\n|---|---:|---:|---:|---:|"
-            + "---:|" * len(cols))
-    lines = [head]
+    lines = ["| model | params | MACs | MAC ratio | prune+compact s | " + " | ".join(cols) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(cols)]
     for r in rows:
         p = "" if r["prune_s"] is None else f"{r['prune_s']:.1f}"
         cells = [f"{r['ms'][c]:.2f} ms" if r["mac_ratio"] == 1.0 else
                  f"×{r['speedup'][c]:.2f} ({_floor2(r['speedup'][c] / r['mac_ratio']):.2f})" for c in cols]
         lines.append(f"| {r['model']} | {r['params']:,} | {r['macs']:,} | {r['mac_ratio']:.2f} | {p} | "
                      + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(rows: list[dict], probe: list[dict], notes: list[str], meta: dict) -> str:
+    cols = list(rows[0]["ms"])
+    lines = _table(rows)
     pruned = [r for r in rows if r["model"].startswith("resnet56 prunekit")]
     verdict = "; ".join(f"{c}: {sum(r['speedup'][c] >= 0.8 * r['mac_ratio'] for r in pruned)} of {len(pruned)}"
                         for c in cols)
@@ -249,6 +247,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--depth", action="store_true", help="only the depth-pruning rows (issue 14)")
+    ap.add_argument("--repeats", nargs=2, type=int, metavar=("B1", "B64"), help="timed rounds at batch 1 and 64")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
@@ -256,8 +255,8 @@ def main() -> None:
             "command": "PYTHONPATH=src python bench/structured.py" + (" --quick" * args.quick)}
     runtimes = rt_.available()
     if args.depth:
-        meta["command"] += " --depth"
-        rows = depth_case(args.quick, runtimes)
+        meta["command"] += " --depth" + (f" --repeats {args.repeats[0]} {args.repeats[1]}" if args.repeats else "")
+        rows = depth_case(tuple(args.repeats or ((10, 3) if args.quick else (100, 12))), runtimes)
         out = ROOT / "bench" / "results" / "structured_depth.json"
         out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         section = depth_markdown(rows, meta)

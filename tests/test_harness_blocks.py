@@ -17,8 +17,7 @@ def test_sweep_prunes_resnet_blocks_and_width_plus_depth_to_a_macs_target(tmp_pa
     outcome = sweep(cfg, tmp_path)
     assert outcome.done == 3 and not outcome.failed, outcome.failed
     with Store(tmp_path) as store:
-        runs = {r["method"]: r for r in store.runs()}
-    for name, r in runs.items():
-        m = r["metrics"]
-        assert r["deployed_as"] == "compact" and m["deployed_params"] < m["params"], name
-        assert 0 <= m["finetuned_test_top1"] <= 1
+        deployed = [(r["method"], r["deployed_as"], r["metrics"]) for r in store.runs()]
+    assert sorted(name for name, _, _ in deployed) == sorted(m["name"] for m in methods)
+    for name, how, m in deployed:  # compacted for real, about 1.5x fewer MACs (nonzero MACs of the masked model)
+        assert how == "compact" and m["deployed_params"] < m["params"] and m["theoretical_speedup"] >= 1.45, name
