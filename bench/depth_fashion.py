@@ -91,6 +91,10 @@ def main() -> None:
                         row["blocks_removed"] = len(mix.blocks_removed)
                     rows.append(row)
                     print(row, flush=True)
+            save(rows, args)  # after every seed: a cut-short run keeps what it finished
+
+
+def save(rows: list[dict], args) -> None:
     meta = {"machine": f"{os.cpu_count()} cores", "torch": torch.__version__, "args": vars(args)}
     out = ROOT / "bench" / "results" / "depth_fashion.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +128,9 @@ def write_markdown(rows: list[dict], args) -> None:
                "Block Influence is measured on 8 training images. Short by design (a shared 2-core machine): the "
                "absolute accuracies are far below a fully trained ResNet; the comparison between methods under "
                "the same budget is the point.\n\n"
-               f"Command: `PYTHONPATH=src nice -n 10 python bench/depth_fashion.py --models {' '.join(args.models)}`"
+               f"Seeds finished: {', '.join(str(s) for s in sorted({r['seed'] for r in rows}))}.\n\n"
+               f"Command: `PYTHONPATH=src nice -n 10 python bench/depth_fashion.py --models {' '.join(args.models)} "
+               f"--train-n {args.train_n} --epochs {args.epochs} --ft-steps {args.ft_steps} --test-n {args.test_n}`"
                f"\n\n" + "\n".join(lines) + f"\n{END}\n")
     text = RESULTS.read_text()
     if START in text:
