@@ -285,3 +285,18 @@ def test_latency_target_takes_the_fewest_blocks_measured_fast_enough(monkeypatch
     with pytest.raises(pk.InvalidSparsityError, match="unreachable here"):
         pk.prune(pk.models.create("resnet20").eval(), structure="blocks", score="random", example_inputs=x,
                  latency_reduction=50)
+
+
+def test_width_and_depth_meet_a_latency_target(monkeypatch):
+    import prunekit.latency as latency
+
+    def fake(reference, small, example_inputs, repeats=15):  # a stand-in timer: time proportional to MACs
+        return pk.summary(reference, example_inputs).macs / pk.summary(small, example_inputs).macs
+
+    monkeypatch.setattr(latency, "speedup", fake)
+    model, x = pk.models.create("resnet20").eval(), torch.randn(1, 3, 32, 32)
+    dense = copy.deepcopy(model)
+    pk.prune(model, structure=["blocks", "channels"], example_inputs=x, latency_reduction=2.0)
+    mix = pk.structures.allocation(model, x)
+    assert mix.blocks_removed and any(kept < total for kept, total in mix.widths.values())
+    assert fake(dense, pk.compact(model, x), x) >= 2.0
