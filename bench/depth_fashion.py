@@ -29,6 +29,7 @@ START, END = "<!-- depth-fashion:start -->", "<!-- depth-fashion:end -->"
 METHODS = {
     "depth (blocks, block-influence)": {"structure": "blocks", "score": "block-influence"},
     "width (channels, l1, global)": {"structure": "channels", "score": "l1"},
+    "width (channels, l1, layer)": {"structure": "channels", "score": "l1", "scope": "layer"},
     "width+depth (depth_share 0.5)": {"structure": ["blocks", "channels"], "score": "l1"},
 }
 
