@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from . import scope as scopes
-from .latency import for_latency
 from .errors import InvalidSparsityError, MissingDataError, NonFiniteWeightsError, PruneError
+from .latency import for_latency
 from .masks import Masks
 from .scores import Score, Target
 from .structures import Context, Part, Structure, TensorStructure
@@ -133,10 +133,10 @@ def for_macs(structure: Structure, parts: list[Part], scope: scopes.Scope, targe
         raise PruneError("macs_reduction= ranks with scope='global' or 'layer'")
     if not target >= 1:
         raise InvalidSparsityError(f"macs_reduction must be >= 1 (got {target})")
-    dense, n = macs(parts), sum(p.size for p in parts)
+    dense, n, select = macs(parts), sum(p.size for p in parts), _selector(parts, scope)
 
     def reduction(k: int) -> tuple[float, list[torch.Tensor]]:
-        keeps = [rounded(p, keep) for p, keep in zip(parts, scope.select(parts, k / n))]
+        keeps = select(k)
         return dense / max(macs(parts, keeps), 1), keeps
 
     best, keeps = reduction(n)

@@ -287,8 +287,7 @@ def _renumber(model: nn.Module, kept: list[nn.Module], old: int, dropped: list[i
 
 def removed_blocks(model: nn.Module, example_inputs: Any) -> list[str]:
     """Names of the removable blocks of ``model`` whose parameters are all masked out (cheap when none is)."""
-    if not any(is_removed(m) for m in model.modules() if not isinstance(m, (nn.ModuleList, nn.Sequential))
-               and any(True for _ in m.children())):
+    if not any(is_removed(m) for m in model.modules() if not isinstance(m, (nn.ModuleList, nn.Sequential))):
         return []
     return [b.name for b in find_blocks(model, example_inputs) if b.removable and is_removed(b.module)]
 

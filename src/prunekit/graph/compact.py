@@ -131,7 +131,9 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
 
 
 def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: float = 1e-4) -> nn.Module:
-    """A physically smaller copy of a channel-, head- or neuron-pruned ``model`` that computes the same outputs.
+    """A physically smaller copy of a channel-, head-, neuron- or block-pruned ``model`` that computes the same outputs.
+
+    Removed residual blocks (every parameter masked; see :mod:`prunekit.graph.blocks`) are deleted first.
 
     Units whose parameter slices are all masked are removed from every layer that holds them, and so
     are neurons/filters whose producing rows are all masked (see :mod:`prunekit.graph.fold`): the
