@@ -300,3 +300,12 @@ def test_width_and_depth_meet_a_latency_target(monkeypatch):
     mix = pk.structures.allocation(model, x)
     assert mix.blocks_removed and any(kept < total for kept, total in mix.widths.values())
     assert fake(dense, pk.compact(model, x), x) >= 2.0
+
+
+def test_excluded_blocks_stay():
+    model, x = pk.models.create("resnet20").eval(), torch.randn(1, 3, 32, 32)
+    pk.prune(model, structure="blocks", score="random", example_inputs=x, sparsity=0.99, exclude=["layer1.1", "layer3.2.conv1"])
+    from prunekit.graph.blocks import is_removed
+
+    removed = {n for n, m in model.named_modules() if n.count(".") == 1 and is_removed(m)}
+    assert len(removed) == 4 and not removed & {"layer1.1", "layer3.2", "layer2.0", "layer3.0"}
