@@ -58,7 +58,7 @@ def test_sweep_over_every_structure_deploys_each_in_its_real_form(tmp_path):
     ({"name": "x", "structure": "channels", "score": "nonexistent"}, "unknown score 'nonexistent' for structure 'channels'; allowed values: "),
     ({"name": "x", "scope": {"1": 1.5}}, "per-layer ratio 1.5 for '1' is outside [0, 1)"),
     ({"name": "x", "scope": "blockwise"}, "methods.0.scope: unknown scope 'blockwise'; allowed values: global"),
-    ({"name": "x", "structure": "weights", "round_to": 8}, "round_to: applies to traced structures"),
+    ({"name": "x", "structure": "weights", "round_to": 8}, "round_to: applies to structures blocks+channels, channels, heads"),
     ({"name": "x", "structure": "2:4", "schedule": "iterative"}, "fixes its sparsity; allowed values: oneshot"),
     ({"name": "x", "target": "macs_reduction"}, "target: macs_reduction needs a traced structure"),
 ])
@@ -139,7 +139,7 @@ def test_cli_errors_speak_flags(tmp_path, capsys):
     assert cli.main([*base, "--structure", "heads", "--sparsity", "0.5"]) == 1
     assert "no prunable heads" in capsys.readouterr().err
     assert cli.main([*base, "--structure", "weights", "--sparsity", "0.5", "--round-to", "8"]) == 1
-    assert "--round-to applies to --structure channels or heads" in capsys.readouterr().err
+    assert "--round-to applies to --structure blocks+channels or channels or heads" in capsys.readouterr().err
     assert cli.main([*base, "--scope", "blockwise", "--sparsity", "0.5"]) == 1
     err = capsys.readouterr().err
     assert "unknown --scope 'blockwise'; valid scopes: " in err and all(n in err for n in choices.scope_names())

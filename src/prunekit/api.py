@@ -39,6 +39,8 @@ def _resolve_method(method: str | None, score: Any, scope: Any) -> tuple[Any, An
 
 def _structure(spec: Any, options: dict[str, Any]) -> structures.Structure:
     """A structure object from a name (``"N:M"`` included) or object, built with its keyword ``options``."""
+    if isinstance(spec, (list, tuple)):
+        return structures.mixed.from_list(spec, options)
     nm = structures.parse(spec)
     if nm is not None or isinstance(spec, structures.Structure):
         if options:
@@ -92,6 +94,7 @@ def prune(
     check_finite: bool = True,
     example_inputs: Any = None,
     macs_reduction: float | None = None,
+    latency_reduction: float | None = None,
     prune_outputs: Iterable[Any] | bool = (),
     allow_collapse: bool = False,
     **options: Any,
@@ -104,7 +107,12 @@ def prune(
 
     ``structure``: any registered structure — ``"weights"``, ``"neurons"``, ``"2:4"`` (any ``"N:M"``),
     ``"channels"`` and ``"heads"`` (these trace the model on ``example_inputs``, take
-    ``macs_reduction=`` and the options ``max_ratio``, ``round_to``, ``reduce``, ``normalize``).
+    ``macs_reduction=`` and the options ``max_ratio``, ``round_to``, ``reduce``, ``normalize``),
+    ``"blocks"`` (whole residual blocks / Transformer layers, scored by ``block-influence``,
+    ``skip-loss``, ``branch-norm`` or ``random``) and ``["blocks", "channels"]`` (width and depth
+    toward one target; options ``depth_share``, ``block_score``). ``latency_reduction=`` is a
+    measured speedup of the compacted model on ``example_inputs``: it holds for this machine, thread
+    count and batch only.
     ``score``: any registered score (magnitude, l1, l2, gradient/taylor/snip/grasp/grasp-abs with
     ``data=``, synflow with ``example_inputs=``, random, bn-scale, fpgm, wanda/sparsegpt with
     calibration inputs as ``data=``). ``scope``: ``"global"``,
@@ -123,15 +131,18 @@ def prune(
     if example_inputs is not None and not (structure.uses_example_inputs or score.needs_example_inputs):
         raise PruneError(f"example_inputs= are for structure='neurons', 'channels' or 'heads' or a score that "
                          f"needs them (synflow), not structure {structure.name!r} with score {score.name!r}")
-    if macs_reduction is not None and not hasattr(structure, "macs"):
-        raise PruneError(f"macs_reduction= needs structure='channels' or 'heads', not {structure.name!r}")
+    for key, value in (("macs_reduction", macs_reduction), ("latency_reduction", latency_reduction)):
+        if value is not None and not (hasattr(structure, "macs") or hasattr(structure, "combine")):
+            raise PruneError(f"{key}= needs structure='channels', 'heads' or 'blocks', not {structure.name!r}")
+    targets = [v for v in (sparsity, compression, macs_reduction, latency_reduction) if v is not None]
     scope = _scope(scope, structure)
     if structure.sparsity is not None:
         sparsity = _fixed_sparsity(structure, sparsity, compression)
-    elif sparsity is not None and (compression is not None or macs_reduction is not None):
-        raise InvalidSparsityError("pass one of sparsity=, compression= or macs_reduction=, not several")
-    elif sparsity is None and compression is None and macs_reduction is None and scope.needs_sparsity:
-        raise InvalidSparsityError("pass sparsity= (final fraction pruned), compression= or macs_reduction=")
+    elif len(targets) > 1:
+        raise InvalidSparsityError("pass one of sparsity=, compression=, macs_reduction= or latency_reduction=, not several")
+    elif not targets and scope.needs_sparsity:
+        raise InvalidSparsityError("pass sparsity= (final fraction pruned), compression=, macs_reduction= or "
+                                   "latency_reduction=")
     if sparsity is not None:
         sparsity = scopes.check_ratio(sparsity, "sparsity")
     if example_inputs is not None:
@@ -141,7 +152,7 @@ def prune(
     ctx = structures.Context(model, Matcher(model, exclude), _outputs(model, prune_outputs), example_inputs, seed)
     return iterative.run(structure, score, scope, ctx, sparsity, compression=compression,
                          macs_reduction=macs_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite,
-                         allow_collapse=allow_collapse)
+                         allow_collapse=allow_collapse, latency_reduction=latency_reduction)
 
 
 def _outputs(model: nn.Module, spec: Iterable[Any] | bool) -> Matcher | bool:

@@ -57,7 +57,7 @@ def run(structure: Structure, score: Score, scope: scopes.Scope, ctx: Context, s
     """:func:`prunekit.engine.run`, in ``score.rounds`` rounds when the target is one fraction."""
     rounds = getattr(score, "rounds", 1)
     single = (isinstance(scope, (scopes.Global, scopes.Layer)) and structure.sparsity is None
-              and macs_reduction is None and (compression is None or isinstance(structure, TensorStructure)))
+              and macs_reduction is None and kwargs.get("latency_reduction") is None and (compression is None or isinstance(structure, TensorStructure)))
     if rounds <= 1 or not single:
         return engine.run(structure, score, scope, ctx, sparsity, compression=compression, macs_reduction=macs_reduction,
                           allow_collapse=allow_collapse, check_finite=check_finite, **kwargs)

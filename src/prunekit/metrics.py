@@ -140,6 +140,13 @@ def _attention_macs(module: nn.Module, args: tuple, kwargs: dict) -> list[tuple[
             (module.out_proj, tokens[0] * out.numel(), tokens[0] * int(torch.count_nonzero(out)))]
 
 
+def layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    """Dense MACs of one call of a Linear, (transposed) Conv or transformers Conv1D module; 0 for any other."""
+    if isinstance(module, (nn.Linear, *_CONV, *_TCONV)) or _is_conv1d(module):
+        return _layer_macs(module, inputs, output)[0]
+    return 0
+
+
 def summary(model: nn.Module, example_inputs: Any) -> Summary:
     """Count parameters, nonzeros and the MACs of one forward pass on ``example_inputs``.
 

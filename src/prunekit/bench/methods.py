@@ -144,8 +144,8 @@ class MethodSpec(Strict):
                              "which prunes while fine-tuning; allowed values: continue")
         traced = choices.is_traced(self.structure)
         given = [k for k in ("round_to", "reduce", "max_ratio") if getattr(self, k) is not None]
-        if given and not traced:
-            raise ValueError(f"{given[0]}: applies to traced structures ({', '.join(choices.traced_names())}); "
+        if given and self.structure not in choices.taking(given[0]):
+            raise ValueError(f"{given[0]}: applies to structures {', '.join(choices.taking(given[0]))}; "
                              f"structure is {self.structure!r}")
         if self.target == "macs_reduction" and not (traced and self.schedule == "oneshot"):
             raise ValueError("target: macs_reduction needs a traced structure "

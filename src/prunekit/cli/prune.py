@@ -111,10 +111,11 @@ def _choices(args: argparse.Namespace) -> tuple[str, str | None]:
     fixed = choices.needs(structure).fixed_sparsity
     if fixed is not None and (args.compression is not None or args.sparsity not in (None, fixed)):
         raise PruneError(f"--structure {structure} fixes the sparsity at {fixed:g}; omit --sparsity and --compression")
-    graph_only = [f for f in ("round_to", "reduce", "max_ratio", "macs_reduction") if getattr(args, f) is not None]
-    if graph_only and not choices.is_traced(structure):
-        raise PruneError(f"--{graph_only[0].replace('_', '-')} applies to --structure "
-                         f"{' or '.join(choices.traced_names())} (got --structure {structure})")
+    for f in ("round_to", "reduce", "max_ratio", "macs_reduction"):
+        valid = choices.traced_names() if f == "macs_reduction" else choices.taking(f)
+        if getattr(args, f) is not None and structure not in valid:
+            raise PruneError(f"--{f.replace('_', '-')} applies to --structure {' or '.join(valid)} "
+                             f"(got --structure {structure})")
     return structure, score
 
 

@@ -13,9 +13,10 @@ from torch import nn
 
 from ..errors import CompactionError, PruneError
 from ..inputs import check_forward
-from ..masks import mask_of, unprune
+from ..masks import Masks, mask_of, unprune
 from ..outputs import model_outputs as _outputs
 from .rules import PrunedMultiheadAttention
+from .blocks import drop_blocks, without_removed
 from .core import Graph, units_of
 from .sizes import solve
 from .locate import divergence, failure
@@ -132,6 +133,7 @@ def apply_plan(model: nn.Module, plan: dict) -> nn.Module:
 
 
 def _apply(model: nn.Module, plan: dict) -> nn.Module:
+    drop_blocks(model, plan.get("blocks", []))
     touched, done = {}, {}
     for qname, dims in plan["params"].items():
         module, leaf = _resolve(model, qname)
@@ -166,7 +168,9 @@ def _apply(model: nn.Module, plan: dict) -> nn.Module:
 
 
 def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: float = 1e-4) -> nn.Module:
-    """A physically smaller copy of a channel-, head- or neuron-pruned ``model`` that computes the same outputs.
+    """A physically smaller copy of a channel-, head-, neuron- or block-pruned ``model`` that computes the same outputs.
+
+    Removed residual blocks (every parameter masked; see :mod:`prunekit.graph.blocks`) are deleted first.
 
     Units whose parameter slices are all masked are removed from every layer that holds them, and so
     are neurons/filters whose producing rows are all masked (see :mod:`prunekit.graph.fold`): the
@@ -176,6 +180,14 @@ def compact(model: nn.Module, example_inputs: Any, *, check: bool = True, atol: 
     pass that hard-codes a size raises instead of returning a wrong model.
     """
     check_forward(model, example_inputs)
+    reduced, blocks = without_removed(model, example_inputs)
+    if blocks:  # removed residual blocks go first; the channels left are compacted on what remains
+        small = compact(reduced, example_inputs, check=False, atol=atol) if Masks.from_model(reduced) else reduced
+        unprune(small)
+        setattr(small, PLAN_ATTR, {**getattr(small, PLAN_ATTR, {"params": {}, "attrs": {}, "mha": {}}), "blocks": blocks})
+        if check:
+            verify(model, small, example_inputs, atol)
+        return small
     graph = trace(model, example_inputs)
     units, locked = units_of(graph)
     gone = pruned_roots(graph, units, locked)
