@@ -113,7 +113,7 @@ def test_masks_hold_through_training(kind, optimizer):
             "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)}[optimizer]
     opt = make(model.parameters())
     _train(model, kind, opt, steps=2)  # optimizer state exists for weights about to be pruned
-    masks = pk.prune(model, 0.8)
+    masks = pk.prune(model, 0.8, scope="layer")
     before = {n: p.detach().clone() for n, p in special(model).items()}
     _train(model, kind, opt)
     for name, p in special(model).items():
@@ -128,7 +128,7 @@ def test_masks_hold_through_training(kind, optimizer):
 @pytest.mark.parametrize("kind", ["lstm", "mha"])
 def test_masks_hold_on_a_deep_copy(kind):
     model = build(kind)
-    pk.prune(model, 0.8)
+    pk.prune(model, 0.8, scope="layer")
     twin = copy.deepcopy(model)  # the RNN rebuilds _flat_weights from the copied parameters
     masks = pk.Masks.from_model(twin).apply(twin)
     _train(twin, kind, torch.optim.Adam(twin.parameters(), lr=1e-2))
@@ -139,7 +139,7 @@ def test_masks_hold_on_a_deep_copy(kind):
 @pytest.mark.parametrize("kind", sorted(MODELS))
 def test_save_load_round_trip(tmp_path, kind):
     model = build(kind)
-    pk.prune(model, 0.9)
+    pk.prune(model, 0.9, scope="layer")
     pk.save(model, tmp_path / "m.safetensors")
     fresh = build(kind)
     pk.load(tmp_path / "m.safetensors", fresh)
@@ -157,7 +157,7 @@ def test_save_load_round_trip(tmp_path, kind):
 def test_sparse_encoder_file_is_small(tmp_path):
     """The issue's case: a 90 %-sparse encoder whose file was capped at 0.35 of dense by dense in_proj."""
     model = build("mha")
-    pk.prune(model, 0.9)
+    pk.prune(model, 0.9, scope="layer")
     pk.save(model, tmp_path / "m.safetensors")
     dense = sum(v.numel() * v.element_size() for v in model.state_dict().values() if v.dtype != torch.bool)
     assert (tmp_path / "m.safetensors").stat().st_size / dense < 0.2
@@ -166,7 +166,7 @@ def test_sparse_encoder_file_is_small(tmp_path):
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_summary_counts_recurrent_macs_per_step_times_steps(kind):
     model = build(kind)
-    pk.prune(model, 0.75)
+    pk.prune(model, 0.75, scope="layer")
     batch, steps, _ = INPUTS[kind]
     s = pk.summary(model, torch.randn(INPUTS[kind]))
     rnn = {l.name: l for l in s.layers}["rnn"]
@@ -181,7 +181,7 @@ def test_summary_counts_recurrent_macs_per_step_times_steps(kind):
 
 def test_summary_counts_attention_projections():
     model = build("mha")
-    pk.prune(model, 0.75)
+    pk.prune(model, 0.75, scope="layer")
     batch, tokens, width = INPUTS["mha"]
     s = pk.summary(model, torch.randn(INPUTS["mha"]))
     layers = {l.name: l for l in s.layers}
@@ -202,7 +202,7 @@ def test_summary_counts_attention_projections():
 @pytest.mark.parametrize("kind", ["lstm", "mha"])
 def test_sparsify_states_why_these_stay_dense(kind):
     model = build(kind)
-    pk.prune(model, 0.9)
+    pk.prune(model, 0.9, scope="layer")
     fast = pk.sparsify(model, torch.randn(INPUTS[kind]), repeats=2)
     plan = {c.name: c for c in fast.sparsify_plan}
     name = "rnn" if kind == "lstm" else "encoder.layers.0.self_attn"
@@ -215,7 +215,7 @@ def test_sparsify_states_why_these_stay_dense(kind):
 @pytest.mark.parametrize("kind", sorted(MODELS))
 def test_compact_and_neurons_raise_no_raw_torch_error(kind):
     model = build(kind)
-    pk.prune(model, 0.5)
+    pk.prune(model, 0.5, scope="layer")
     x = torch.randn(INPUTS[kind])
     try:
         small = pk.compact(model, x)
@@ -225,7 +225,8 @@ def test_compact_and_neurons_raise_no_raw_torch_error(kind):
         model.eval(), small.eval()
         assert torch.allclose(small(x), model(x), atol=1e-5)
     model = build(kind)
-    masks = pk.prune(model, 0.5, structure="neurons", example_inputs=x, prune_outputs=True)
+    masks = pk.prune(model, 0.5, structure="neurons", example_inputs=x, prune_outputs=True,
+                     allow_collapse=True)  # the tiny head may lose every output: not the point here
     assert masks and not set(special(model)) & set(masks)  # neurons are Linear/conv units only
 
 
@@ -243,7 +244,7 @@ def test_attention_rebuilt_by_head_compaction_stays_prunable_and_counted():
 
 def test_summary_counts_projected_lstm_on_an_unbatched_sequence():
     lstm = nn.LSTM(8, 16, proj_size=4)
-    pk.prune(lstm, 0.5)
+    pk.prune(lstm, 0.5, scope="layer")
     s = pk.summary(lstm, torch.randn(5, 8))  # 5 steps, no batch dimension
     weights = [p for n, p in lstm.named_parameters() if n.startswith("weight_")]
     assert {n for n, _ in lstm.named_parameters() if n.startswith("weight_")} == {"weight_ih_l0", "weight_hh_l0", "weight_hr_l0"}

@@ -88,7 +88,9 @@ def run(
     if score.needs_example_inputs and ctx.example_inputs is None:
         raise MissingDataError(f"score {score.name!r} needs example_inputs= (a batch of inputs)")
     score.plan(parts, structure, scope, sparsity)  # a score that prunes as it scores (SparseGPT) reads the scope
-    ctx.state = score.prepare(ctx.model, targets, ctx.example_inputs if score.needs_example_inputs else data, loss_fn)
+    if data is None and score.needs_example_inputs:  # a data-free score (SynFlow) reads the example inputs
+        data = ctx.example_inputs
+    ctx.state = score.prepare(ctx.model, targets, data, loss_fn)
     for p in parts:
         p.unit_scores = functools.partial(structure.scores, p, score, ctx)
         sample = structure.sampler(p, score, ctx)

@@ -76,7 +76,7 @@ class Score(ABC):
     statistics the score collects, see :mod:`prunekit.calibration`; labels are optional). A
     ``pointwise`` score (|w|) may be called on any gathered entries, which lets exact selection
     bracket its threshold from a sample without a full scoring pass.
-    ``needs_example_inputs`` scores receive the example inputs as ``data`` in ``prepare``.
+    A ``needs_example_inputs`` score given no ``data=`` receives the example inputs as ``data`` in ``prepare``.
     ``rounds`` > 1 asks the engine to prune in that many rounds to exponentially growing sparsities,
     rescoring after each (SynFlow; see :mod:`prunekit.iterative`).
     """

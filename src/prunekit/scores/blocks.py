@@ -22,7 +22,7 @@ Named = list[tuple[str, nn.Module]]
 
 def _inputs(example_inputs: Any, data: Any) -> Iterable[tuple[Any, Any]]:
     """Calibration batches as (inputs, labels or None)."""
-    if data is None:
+    if data is None or data is example_inputs:  # the engine hands example inputs over when no data is given
         return [(example_inputs, None)]
     return [(x, y) for x, y in batches(data)]
 
