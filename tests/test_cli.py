@@ -108,3 +108,16 @@ def test_models_lists_the_zoo(capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in pk.models.names()) and "431,080" in out  # lenet5's parameters
+
+
+def test_a_collapsing_prune_names_the_flag_that_allows_it(tmp_path, capsys):
+    """A fresh MLP whose small output layer would lose every weight at 99 % global magnitude."""
+    weights, out = tmp_path / "w.pt", tmp_path / "pruned"
+    model = pk.models.create("mlp", in_channels=1, input_size=8)
+    with torch.no_grad():
+        list(model.parameters())[-2].mul_(1e-3)  # the last weight is tiny: a global ranking empties it
+    torch.save(model.state_dict(), weights)
+    command = ["prune", "mlp", "--input-shape", "1,8,8", "--weights", str(weights), "-o", str(out), "--sparsity", "0.9"]
+    assert cli.main(command) != 0
+    assert "--allow-collapse" in capsys.readouterr().err
+    assert cli.main([*command, "--allow-collapse"]) == 0

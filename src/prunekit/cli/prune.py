@@ -57,6 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="module name or glob left dense (repeatable)")
     p.add_argument("--prune-outputs", action="append", default=[], metavar="NAME",
                    help="an output layer that neurons, channels or heads may shrink (kept whole unless named; repeatable)")
+    p.add_argument("--allow-collapse", action="store_true",
+                   help="prune even when a layer would lose every weight (its output then ignores its input)")
     p.add_argument("--round-to", type=int, metavar="K", help=f"keep widths multiples of K ({', '.join(traced)})")
     p.add_argument("--reduce", choices=["sum", "mean", "max"], help=f"how slice scores combine ({', '.join(traced)})")
     p.add_argument("--max-ratio", type=float, metavar="F",
@@ -152,7 +154,8 @@ def _prune(args: argparse.Namespace) -> int:
                                    range(args.score_batches))]
     options = {k: v for k, v in dict(structure=structure, score=args.score, scope=_scope(args.scope), method=args.method,
                                      exclude=args.exclude, prune_outputs=args.prune_outputs, round_to=args.round_to, reduce=args.reduce,
-                                     max_ratio=args.max_ratio, seed=args.seed).items() if v not in (None, [])}
+                                     max_ratio=args.max_ratio, seed=args.seed,
+                                     allow_collapse=args.allow_collapse or None).items() if v not in (None, [])}
     try:
         inputs = prune_inputs(options, batch, example)
         target = ({"macs_reduction": args.macs_reduction} if args.macs_reduction is not None else
@@ -164,7 +167,8 @@ def _prune(args: argparse.Namespace) -> int:
         prune_and_finetune(model, schedule, train if train is not None else [], retraining=retraining,
                            data=batch, example_inputs=example, seed=args.seed)
     except PruneError as err:
-        raise type(err)(flags(str(err))) from None
+        err.args = (flags(str(err)),)  # same error (and its fields), in the words of the CLI
+        raise
     out, form = _deployable(model, example, structure, args.format)
     write_model(out, args.output, form)
     _print_report(args, structure, dense, before, out, example, form)
