@@ -31,6 +31,7 @@ from prunekit import runtimes as rt_  # noqa: E402
 CKPT = ROOT.parent / "shared" / "models" / "cifar10-resnet" / "resnet56-4bfd9763.th"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- structured:start -->", "<!-- structured:end -->"
+DEPTH_START, DEPTH_END = "<!-- structured-depth:start -->", "<!-- structured-depth:end -->"
 
 
 def resnet56() -> nn.Module:
@@ -129,6 +130,47 @@ def resnet_case(quick: bool, runtimes: list[str]) -> tuple[list[dict], list[str]
     return rows, notes
 
 
+def depth_case(repeats: tuple[int, int], runtimes: list[str]) -> list[dict]:
+    """ResNet-56 at 2x and 3x fewer MACs by channels, by whole blocks, and by both (half the log-target each)."""
+    x = torch.randn(1, 3, 32, 32)
+    dense = resnet56()
+    models, prune_s = {"dense": dense}, {}
+    for target in (2.0, 3.0):
+        for label, kw in (("channels (layer)", {"structure": "channels", "scope": "layer"}),
+                          ("blocks (block-influence)", {"structure": "blocks", "score": "block-influence"}),
+                          ("blocks+channels (depth_share 0.5)", {"structure": ["blocks", "channels"]})):
+            name = f"prunekit {target:.0f}x {label}"
+            model = copy.deepcopy(dense)
+            t0 = time.perf_counter()
+            pk.prune(model, example_inputs=x, macs_reduction=target, **kw)
+            models[name] = pk.compact(model, x)
+            prune_s[name] = time.perf_counter() - t0
+            if isinstance(kw["structure"], list):
+                print(name, pk.structures.allocation(model, x), flush=True)
+    return case("resnet56", models, prune_s, (1, 3, 32, 32), repeats, runtimes)
+
+
+def depth_markdown(rows: list[dict], meta: dict) -> str:
+    lines = _table(rows)
+    return (f"{DEPTH_START}\n## Depth pruning: whole blocks vs channels, MACs vs measured CPU latency (issue 14)\n\n"
+            f"Machine: {meta['machine']}; torch {meta['torch']}, {meta['threads']} intra-op thread(s); load average "
+            f"{meta['load']} at the start (the machine is shared: ratios are medians of interleaved runs, but a "
+            "loaded machine still blurs them). Pretrained ResNet-56, random CIFAR-shaped inputs (latency only; "
+            "block scores computed on those random inputs, no accuracy here). Pruned rows: speedup over dense in the "
+            "same runtime and batch, with speedup ÷ MAC ratio (rounded down) in brackets; target ≥ 0.80 at batch 1 "
+            f"for 2x. `blocks+channels` removes blocks to √target, then channels to the target.\n\n"
+            f"Command: `{meta['command']}`\n\n" + "\n".join(lines) + f"\n{DEPTH_END}\n")
+
+
+def _write_section(section: str, start: str, end: str) -> None:
+    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n\n"
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) + 1:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+
+
 def gemm_cases(quick: bool, runtimes: list[str]) -> list[dict]:
     """Wide dense layers: the MAC savings should show up almost one to one."""
     mlp = nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 10)).eval()
@@ -155,17 +197,23 @@ def _floor2(x: float) -> float:
     return math.floor(x * 100) / 100
 
 
-def markdown(rows: list[dict], probe: list[dict], notes: list[str], meta: dict) -> str:
+def _table(rows: list[dict]) -> list[str]:
+    """Markdown table lines: dense rows in ms, pruned rows as speedup (speedup ÷ MAC ratio, rounded down)."""
     cols = list(rows[0]["ms"])
-    head = ("| model | params | MACs | MAC ratio | prune+compact s | " + " | ".join(cols) + " |\n|---|---:|---:|---:|---:|"
-            + "---:|" * len(cols))
-    lines = [head]
+    lines = ["| model | params | MACs | MAC ratio | prune+compact s | " + " | ".join(cols) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(cols)]
     for r in rows:
         p = "" if r["prune_s"] is None else f"{r['prune_s']:.1f}"
         cells = [f"{r['ms'][c]:.2f} ms" if r["mac_ratio"] == 1.0 else
                  f"×{r['speedup'][c]:.2f} ({_floor2(r['speedup'][c] / r['mac_ratio']):.2f})" for c in cols]
         lines.append(f"| {r['model']} | {r['params']:,} | {r['macs']:,} | {r['mac_ratio']:.2f} | {p} | "
                      + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(rows: list[dict], probe: list[dict], notes: list[str], meta: dict) -> str:
+    cols = list(rows[0]["ms"])
+    lines = _table(rows)
     pruned = [r for r in rows if r["model"].startswith("resnet56 prunekit")]
     verdict = "; ".join(f"{c}: {sum(r['speedup'][c] >= 0.8 * r['mac_ratio'] for r in pruned)} of {len(pruned)}"
                         for c in cols)
@@ -198,12 +246,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--depth", action="store_true", help="only the depth-pruning rows (issue 14)")
+    ap.add_argument("--repeats", nargs=2, type=int, metavar=("B1", "B64"), help="timed rounds at batch 1 and 64")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
             "threads": args.threads, "load": f"{os.getloadavg()[0]:.1f}",
             "command": "PYTHONPATH=src python bench/structured.py" + (" --quick" * args.quick)}
     runtimes = rt_.available()
+    if args.depth:
+        meta["command"] += " --depth" + (f" --repeats {args.repeats[0]} {args.repeats[1]}" if args.repeats else "")
+        rows = depth_case(tuple(args.repeats or ((10, 3) if args.quick else (100, 12))), runtimes)
+        out = ROOT / "bench" / "results" / "structured_depth.json"
+        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        section = depth_markdown(rows, meta)
+        _write_section(section, DEPTH_START, DEPTH_END)
+        print(section)
+        return
     rows, notes = resnet_case(args.quick, runtimes)
     rows += gemm_cases(args.quick, runtimes)
     probe = conv_probe(20 if args.quick else 200)
@@ -211,12 +270,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows, "conv_probe": probe, "notes": notes}, indent=1))
     section = markdown(rows, probe, notes, meta)
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n\n"
-    if START in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) + 1:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    _write_section(section, START, END)
     print(section)
 
 

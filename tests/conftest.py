@@ -1,13 +1,14 @@
 """Shared fixtures: small models and the path to ../shared (real data), skipped cleanly when absent."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("PRUNEKIT_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 
 # Test tensors are tiny: one thread avoids OpenMP oversubscription on a shared 2-core machine.
 torch.set_num_threads(1)

@@ -26,7 +26,7 @@ def minimal(**over):
         ({"train": {"epoch": 3}}, "train: unknown key 'epoch'", "allowed keys: batch_size, epochs, lr"),
         ({"train": {"optimizer": "rmsprop"}}, "train.optimizer", "'sgd', 'adam' or 'adamw'"),
         ({"methods": ["magnitude"]}, "methods.0: unknown method 'magnitude'", "allowed values: global-gradient"),
-        ({"methods": [{"name": "x", "score": "snip"}]}, "methods.0.score: unknown score 'snip'", "gradient, l1, l2, magnitude"),
+        ({"methods": [{"name": "x", "score": "nonexistent"}]}, "methods.0.score: unknown score 'nonexistent'", "l1, l2, magnitude"),
         ({"methods": [{"name": "x", "scope": "local"}]}, "methods.0.scope", "allowed values: global, layer"),
         ({"datasets": ["imagenet"]}, "datasets: unknown dataset 'imagenet'", "allowed values:"),
         ({"models": ["resnet18"]}, "models: unknown model 'resnet18'", "lenet300"),

@@ -85,3 +85,39 @@ def test_demo_runs_the_harness_and_writes_store_and_report(tmp_path, monkeypatch
     assert "pass --resume" in capsys.readouterr().err
     assert cli.main(["demo", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert "0 runs done, 10 already finished" in capsys.readouterr().out
+
+
+def _helps(parser) -> list[str]:
+    import argparse
+
+    out = [parser.format_help()]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            out += [h for p in action.choices.values() for h in _helps(p)]
+    return out
+
+
+def test_help_is_plain_text_and_names_every_command():
+    helps = _helps(cli.build_parser())
+    assert len(helps) >= 10 and not [h for h in helps if "``" in h or ":func:" in h or ":class:" in h]
+    for command in ("prune", "finetune", "evaluate", "models", "bench", "report", "demo"):
+        assert command in helps[0]
+
+
+def test_models_lists_the_zoo(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in pk.models.names()) and "431,080" in out  # lenet5's parameters
+
+
+def test_a_collapsing_prune_names_the_flag_that_allows_it(tmp_path, capsys):
+    """A fresh MLP whose small output layer would lose every weight at 99 % global magnitude."""
+    weights, out = tmp_path / "w.pt", tmp_path / "pruned"
+    model = pk.models.create("mlp", in_channels=1, input_size=8)
+    with torch.no_grad():
+        list(model.parameters())[-2].mul_(1e-3)  # the last weight is tiny: a global ranking empties it
+    torch.save(model.state_dict(), weights)
+    command = ["prune", "mlp", "--input-shape", "1,8,8", "--weights", str(weights), "-o", str(out), "--sparsity", "0.9"]
+    assert cli.main(command) != 0
+    assert "--allow-collapse" in capsys.readouterr().err
+    assert cli.main([*command, "--allow-collapse"]) == 0

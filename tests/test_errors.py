@@ -39,7 +39,7 @@ def test_both_or_neither_target():
 @pytest.mark.parametrize(
     "kwargs, listed",
     [
-        ({"structure": "blocks"}, "neurons"),
+        ({"structure": "tiles"}, "neurons"),
         ({"score": "taylor9"}, "magnitude"),
         ({"scope": "everywhere"}, "layer"),
         ({"method": "best"}, "global-magnitude"),

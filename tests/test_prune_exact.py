@@ -26,7 +26,7 @@ def test_global_weights_exact_count(shapes, sparsity, seed):
     torch.manual_seed(seed)
     model = nn.Sequential(*[nn.Linear(i, o) for o, i in shapes])
     n = sum(o * i for o, i in shapes)
-    pk.prune(model, sparsity)
+    pk.prune(model, sparsity, allow_collapse=True)  # the count stays exact even when a layer empties
     assert sum(zeros(m.weight) for m in model) == round(sparsity * n)
     assert sum(zeros(m.weight_mask.logical_not()) for m in model) == n - round(sparsity * n)
 
@@ -36,7 +36,7 @@ def test_global_weights_exact_count(shapes, sparsity, seed):
 def test_layer_scope_same_fraction_each_tensor(shapes, sparsity, seed):
     torch.manual_seed(seed)
     model = nn.Sequential(*[nn.Linear(i, o) for o, i in shapes])
-    pk.prune(model, sparsity, scope="layer")
+    pk.prune(model, sparsity, scope="layer", allow_collapse=True)  # a 1-weight layer at 0.75 empties: exact still
     for m in model:
         assert zeros(m.weight) == round(sparsity * m.weight.numel())
 
@@ -45,7 +45,8 @@ def test_layer_scope_same_fraction_each_tensor(shapes, sparsity, seed):
 @given(shapes=shapes, sparsity=st.floats(0, 0.999), scope=st.sampled_from(["global", "layer"]))
 def test_neurons_exact_count_with_bias(shapes, sparsity, scope):
     model = nn.Sequential(*[nn.Linear(i, o) for o, i in shapes])
-    pk.prune(model, sparsity, structure="neurons", scope=scope, prune_outputs=True)  # count every layer
+    pk.prune(model, sparsity, structure="neurons", scope=scope, prune_outputs=True,  # count every layer
+             allow_collapse=True)
     dead = [int((m.weight.abs().sum(1) == 0).sum()) for m in model]
     if scope == "global":
         assert sum(dead) == round(sparsity * sum(o for o, _ in shapes))
@@ -117,7 +118,7 @@ def test_large_tensor_selection_is_exact():
 @pytest.mark.parametrize("c", [2, 4, 8, 16, 32])
 def test_compression_is_whole_model_ratio(c):
     model = convnet()
-    pk.prune(model, compression=c, method="global-magnitude")
+    pk.prune(model, compression=c, method="global-magnitude", allow_collapse=True)  # 16x, 32x empty a layer
     s = pk.summary(model, torch.randn(1, 3, 16, 16))
     assert s.compression == pytest.approx(c, rel=0.01)
 

@@ -136,3 +136,16 @@ def test_candidates_in_one_huge_tie_are_ranked_without_recursing_forever():
     values[::7] = 1.0
     for r in (1, 150_000, 257_142, 257_143, 300_000):
         assert selection._kth_value(values, r) == values.kthvalue(r).values
+
+
+def test_exact_selection_through_a_large_block_of_tied_scores():
+    """Scores with ~10^5 equal values (SparseGPT's pruned weights, Wanda on always-zero inputs) once recursed forever."""
+    from prunekit.selection import keep_lowest_dropped
+
+    s = torch.cat([torch.full((200_000,), -1.0), torch.rand(200_000, generator=torch.Generator().manual_seed(0))])
+    for k in (200_000, 150_000, 250_000):
+        keep = keep_lowest_dropped([lambda: [s]], [s.numel()], k)[0]
+        assert int((~keep).sum()) == k
+        assert bool((s[~keep] <= s[keep].min()).all())
+        if k <= 200_000:  # ties go in index order
+            assert bool((~keep[:k]).all())

@@ -12,7 +12,7 @@ from conftest import convnet
 @pytest.mark.parametrize("amount", [0.1, 0.5, 0.9, 0.97])
 def test_global_unstructured_same_masks(amount):
     ours, theirs = convnet(0), convnet(0)
-    masks = pk.prune(ours, amount)
+    masks = pk.prune(ours, amount, allow_collapse=True)  # torch empties layers silently at 0.9 and 0.97
     params = [(m, "weight") for m in theirs.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=amount)
     for (module, _), name in zip(params, masks):

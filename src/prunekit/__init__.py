@@ -6,6 +6,7 @@ from .errors import (
     DataFileError,
     InsufficientSamplesError,
     InvalidSparsityError,
+    LayerCollapseError,
     MaskMismatchError,
     MissingDataError,
     NonFiniteWeightsError,
@@ -24,6 +25,7 @@ from .masks import Masks, unprune
 from .metrics import LayerSummary, Summary, summary
 from .graph import compact
 from .graph.io import load_compact, save_compact
+from .graph.hf import save_pretrained
 from .sparse import densify, export_onnx, from_torch_prune, load, save, sparsify, to_torch_prune
 from .training import Callback, History, callbacks, evaluate, finetune, rewind, schedules, train
 
@@ -41,6 +43,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "prune", "unprune", "compact", "save_compact", "load_compact", "sparsity", "summary", "prunable", "METHODS",
+    "save_pretrained",
     "Masks", "Summary", "LayerSummary",
     "scores", "scope", "structures", "functional",
     "data", "models", "train", "evaluate", "schedules", "rewind", "finetune", "callbacks", "Callback", "History", "DataFileError", "CheckpointError",
@@ -49,5 +52,5 @@ __all__ = [
     "sparse", "training", "save", "load", "sparsify", "densify", "export_onnx",
     "from_torch_prune", "to_torch_prune", "StorageFormatError", "ExportError",
     "UnsupportedOperationError", "CompactionError",
-    "InsufficientSamplesError", "InvalidArgumentError", "StoreError", "theory",
+    "InsufficientSamplesError", "InvalidArgumentError", "StoreError", "LayerCollapseError", "theory",
 ]

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 
 from torch import nn
 
-from . import engine, scores, structures
+from . import iterative, scores, structures
 from . import scope as scopes
 from .engine import sparsity_for_compression
 from .errors import InvalidSparsityError, PruneError
@@ -14,6 +14,7 @@ from .inputs import check_data, check_forward, check_module, check_seed
 from .masks import Masks
 from .names import Matcher
 from .structures import PRUNABLE_TYPES, prunable
+from .structures.tensors import locked_weights
 
 METHODS: dict[str, tuple[str, str]] = {
     "global-magnitude": ("magnitude", "global"),
@@ -38,6 +39,8 @@ def _resolve_method(method: str | None, score: Any, scope: Any) -> tuple[Any, An
 
 def _structure(spec: Any, options: dict[str, Any]) -> structures.Structure:
     """A structure object from a name (``"N:M"`` included) or object, built with its keyword ``options``."""
+    if isinstance(spec, (list, tuple)):
+        return structures.mixed.from_list(spec, options)
     nm = structures.parse(spec)
     if nm is not None or isinstance(spec, structures.Structure):
         if options:
@@ -91,7 +94,9 @@ def prune(
     check_finite: bool = True,
     example_inputs: Any = None,
     macs_reduction: float | None = None,
+    latency_reduction: float | None = None,
     prune_outputs: Iterable[Any] | bool = (),
+    allow_collapse: bool = False,
     **options: Any,
 ) -> Masks:
     """Prune ``model`` in place so that exactly ``round(sparsity × N)`` of its N prunable units are zero.
@@ -102,38 +107,52 @@ def prune(
 
     ``structure``: any registered structure — ``"weights"``, ``"neurons"``, ``"2:4"`` (any ``"N:M"``),
     ``"channels"`` and ``"heads"`` (these trace the model on ``example_inputs``, take
-    ``macs_reduction=`` and the options ``max_ratio``, ``round_to``, ``reduce``, ``normalize``).
-    ``score``: any registered score (magnitude, l1, l2, gradient/taylor with ``data=``, random,
-    bn-scale, fpgm). ``scope``: ``"global"``, ``"layer"`` or per-layer ratios ``{name: ratio}``.
+    ``macs_reduction=`` and the options ``max_ratio``, ``round_to``, ``reduce``, ``normalize``),
+    ``"blocks"`` (whole residual blocks / Transformer layers, scored by ``block-influence``,
+    ``skip-loss``, ``branch-norm`` or ``random``) and ``["blocks", "channels"]`` (width and depth
+    toward one target; options ``depth_share``, ``block_score``). ``latency_reduction=`` is a
+    measured speedup of the compacted model on ``example_inputs``: it holds for this machine, thread
+    count and batch only.
+    ``score``: any registered score (magnitude, l1, l2, gradient/taylor/snip/grasp/grasp-abs with
+    ``data=``, synflow with ``example_inputs=``, random, bn-scale, fpgm, wanda/sparsegpt with
+    calibration inputs as ``data=``). ``scope``: ``"global"``,
+    ``"layer"``, ``"row"`` (the same fraction in every output row) or per-layer ratios ``{name: ratio}``.
     ``exclude`` and per-layer keys are :mod:`prunekit.names` rules (a module name covers its
     submodules; a name that matches nothing raises). Neuron, channel and head pruning keep the
     model's output layers whole (see :mod:`prunekit.outputs`) unless named in ``prune_outputs``
-    (names, globs, types, or True for all).
+    (names, globs, types, or True for all). A selection that would empty a whole layer raises
+    :class:`LayerCollapseError` naming it, unless ``allow_collapse=True`` (see :mod:`prunekit.collapse`).
     """
     check_module(model)
     seed = check_seed(seed)
     structure = _structure(structure, options)
-    if example_inputs is not None and not structure.uses_example_inputs:
-        raise PruneError(f"example_inputs= are for structure='neurons', 'channels' or 'heads', not {structure.name!r}")
-    if macs_reduction is not None and not hasattr(structure, "macs"):
-        raise PruneError(f"macs_reduction= needs structure='channels' or 'heads', not {structure.name!r}")
     score, scope = _resolve_method(method, score, scope)
+    score = scores.registry.get(score)
+    if example_inputs is not None and not (structure.uses_example_inputs or score.needs_example_inputs):
+        raise PruneError(f"example_inputs= are for structure='neurons', 'channels' or 'heads' or a score that "
+                         f"needs them (synflow), not structure {structure.name!r} with score {score.name!r}")
+    for key, value in (("macs_reduction", macs_reduction), ("latency_reduction", latency_reduction)):
+        if value is not None and not (hasattr(structure, "macs") or hasattr(structure, "combine")):
+            raise PruneError(f"{key}= needs structure='channels', 'heads' or 'blocks', not {structure.name!r}")
+    targets = [v for v in (sparsity, compression, macs_reduction, latency_reduction) if v is not None]
     scope = _scope(scope, structure)
     if structure.sparsity is not None:
         sparsity = _fixed_sparsity(structure, sparsity, compression)
-    elif sparsity is not None and (compression is not None or macs_reduction is not None):
-        raise InvalidSparsityError("pass one of sparsity=, compression= or macs_reduction=, not several")
-    elif sparsity is None and compression is None and macs_reduction is None and scope.needs_sparsity:
-        raise InvalidSparsityError("pass sparsity= (final fraction pruned), compression= or macs_reduction=")
+    elif len(targets) > 1:
+        raise InvalidSparsityError("pass one of sparsity=, compression=, macs_reduction= or latency_reduction=, not several")
+    elif not targets and scope.needs_sparsity:
+        raise InvalidSparsityError("pass sparsity= (final fraction pruned), compression=, macs_reduction= or "
+                                   "latency_reduction=")
     if sparsity is not None:
         sparsity = scopes.check_ratio(sparsity, "sparsity")
     if example_inputs is not None:
         check_forward(model, example_inputs)
-    if data is not None:
+    if data is not None and not score.needs_calibration:  # calibration checks its inputs itself, naming the layer
         check_data(model, data)
     ctx = structures.Context(model, Matcher(model, exclude), _outputs(model, prune_outputs), example_inputs, seed)
-    return engine.run(structure, scores.registry.get(score), scope, ctx, sparsity, compression=compression,
-                      macs_reduction=macs_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite)
+    return iterative.run(structure, score, scope, ctx, sparsity, compression=compression,
+                         macs_reduction=macs_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite,
+                         allow_collapse=allow_collapse, latency_reduction=latency_reduction)
 
 
 def _outputs(model: nn.Module, spec: Iterable[Any] | bool) -> Matcher | bool:
@@ -141,8 +160,13 @@ def _outputs(model: nn.Module, spec: Iterable[Any] | bool) -> Matcher | bool:
 
 
 def sparsity(model: nn.Module, exclude: Iterable[Any] = ()) -> float:
-    """Fraction of the prunable weights (Linear/Conv weights, minus ``exclude``) that are exactly zero."""
+    """Fraction of the prunable weights (see :func:`prunable`, minus ``exclude``) that are exactly zero.
+
+    Parametrized weights that pruning leaves dense (an unknown parametrization) count too, as they compute: the
+    value never claims a target reached while a layer was skipped.
+    """
     targets = prunable(model, exclude)
-    total = sum(t.param.numel() for t in targets)
-    zeros = sum(int((t.param == 0).sum()) for t in targets)
+    tensors = [t.param for t in targets] + locked_weights(model, PRUNABLE_TYPES, Matcher(model, exclude))
+    total = sum(t.numel() for t in tensors)
+    zeros = sum(int((t == 0).sum()) for t in tensors)
     return zeros / total

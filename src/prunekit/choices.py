@@ -21,6 +21,20 @@ def traced_names() -> list[str]:
     return [n for n in structure_names() if is_traced(n)]
 
 
+def taking(option: str) -> list[str]:
+    """The structure names whose constructor takes ``option`` (``round_to``, ``max_ratio``, ``reduce``...)."""
+    import inspect
+
+    found = []
+    for n in structure_names():
+        cls = structures.registry.lookup(n)
+        own = isinstance(cls, type) and cls.__init__ is not object.__init__
+        params = inspect.signature(cls.__init__).parameters if own else {}
+        if option in params or (any(p.kind is p.VAR_KEYWORD for p in params.values()) and n in traced_names()):
+            found.append(n)
+    return found
+
+
 def structure_names() -> list[str]:
     """Every structure name ``pk.prune`` takes (N:M also takes any ``"N:M"`` spelling)."""
     return structures.registry.names()
@@ -92,5 +106,5 @@ def needs(structure: Any = "weights", score: Any = None) -> Needs:
                  fixed_sparsity=fixed if isinstance(fixed, float) else None)
 
 
-__all__ = ["structure_names", "traced_names", "score_names", "scope_names", "check_structure", "check_score", "is_traced", "is_elementwise",
+__all__ = ["structure_names", "traced_names", "taking", "score_names", "scope_names", "check_structure", "check_score", "is_traced", "is_elementwise",
            "needs", "Needs"]

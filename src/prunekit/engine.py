@@ -13,8 +13,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from . import collapse
 from . import scope as scopes
 from .errors import InvalidSparsityError, MissingDataError, NonFiniteWeightsError, PruneError
+from .latency import for_latency
 from .masks import Masks
 from .scores import Score, Target
 from .structures import Context, Part, Structure, TensorStructure
@@ -61,8 +63,15 @@ def run(
     data: Any = None,
     loss_fn: Callable | None = None,
     check_finite: bool = True,
+    allow_collapse: bool = False,
+    latency_reduction: float | None = None,
 ) -> Masks:
     """Prune ``ctx.model`` in place with resolved parts; see :func:`prunekit.prune` for the meaning."""
+    combine = getattr(structure, "combine", None)
+    if combine is not None:  # several structures (width and depth): the structure runs the engine per part
+        return combine(run, score, scope, ctx, sparsity, macs_reduction=macs_reduction,
+                       latency_reduction=latency_reduction, data=data, loss_fn=loss_fn, check_finite=check_finite,
+                       allow_collapse=allow_collapse)
     parts = structure.parts(ctx)
     targets = list({t.qname: t for p in parts for t in p.targets}.values())
     if check_finite:
@@ -78,6 +87,9 @@ def run(
         sparsity = sparsity_for_compression(ctx.model, targets, compression)
     if score.needs_example_inputs and ctx.example_inputs is None:
         raise MissingDataError(f"score {score.name!r} needs example_inputs= (a batch of inputs)")
+    score.plan(parts, structure, scope, sparsity)  # a score that prunes as it scores (SparseGPT) reads the scope
+    if data is None and score.needs_example_inputs:  # a data-free score (SynFlow) reads the example inputs
+        data = ctx.example_inputs
     ctx.state = score.prepare(ctx.model, targets, data, loss_fn)
     for p in parts:
         p.unit_scores = functools.partial(structure.scores, p, score, ctx)
@@ -86,13 +98,26 @@ def run(
             p.unit_scores.sample = sample
     structure.prepare(parts, score, ctx)
     _check_monotone(structure, parts, scope, sparsity)
-    with one_thread():  # chunked selection: many small memory-bound ops
-        keeps = for_macs(structure, parts, scope, macs_reduction) if macs_reduction is not None \
-            else scope.select(parts, sparsity)
-        keeps = [rounded(p, keep) for p, keep in zip(parts, keeps)]
+    if latency_reduction is not None:  # timed on all threads, as the model will run
+        keeps, _ = for_latency(structure, parts, _selector(parts, scope), latency_reduction, ctx.model,
+                               ctx.example_inputs)
+    else:
+        with one_thread():  # chunked selection: many small memory-bound ops
+            keeps = for_macs(structure, parts, scope, macs_reduction) if macs_reduction is not None \
+                else scope.select(parts, sparsity)
+            keeps = [rounded(p, keep) for p, keep in zip(parts, keeps)]
+    collapse.check(parts, keeps, allow_collapse)  # before any mask: a refused prune changes nothing
     for p, keep in zip(parts, keeps):
         structure.apply(p, keep)
     return Masks.from_model(ctx.model)
+
+
+def _selector(parts: list[Part], scope: scopes.Scope) -> Callable[[int], list[torch.Tensor]]:
+    """Keep vectors (rounded) when the scope drops ``k`` units in all: what MAC and latency targets bisect on."""
+    if not isinstance(scope, (scopes.Global, scopes.Layer)):
+        raise PruneError("macs_reduction= and latency_reduction= rank with scope='global' or 'layer'")
+    n = sum(p.size for p in parts)
+    return lambda k: [rounded(p, keep) for p, keep in zip(parts, scope.select(parts, k / n))]
 
 
 def rounded(part: Part, keep: torch.Tensor) -> torch.Tensor:
@@ -119,10 +144,10 @@ def for_macs(structure: Structure, parts: list[Part], scope: scopes.Scope, targe
         raise PruneError("macs_reduction= ranks with scope='global' or 'layer'")
     if not target >= 1:
         raise InvalidSparsityError(f"macs_reduction must be >= 1 (got {target})")
-    dense, n = macs(parts), sum(p.size for p in parts)
+    dense, n, select = macs(parts), sum(p.size for p in parts), _selector(parts, scope)
 
     def reduction(k: int) -> tuple[float, list[torch.Tensor]]:
-        keeps = [rounded(p, keep) for p, keep in zip(parts, scope.select(parts, k / n))]
+        keeps = select(k)
         return dense / max(macs(parts, keeps), 1), keeps
 
     best, keeps = reduction(n)

@@ -68,3 +68,11 @@ class InvalidArgumentError(PruneError):
 
 class StoreError(PruneError):
     """A results folder or database that cannot be used: unreadable, corrupt, busy, or another config's."""
+
+
+class LayerCollapseError(PruneError):
+    """A selection that would leave a layer with no surviving unit (layer collapse); ``layers`` names them."""
+
+    def __init__(self, message: str, layers: list[str]):
+        super().__init__(message)
+        self.layers = layers

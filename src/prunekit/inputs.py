@@ -137,7 +137,8 @@ def check_data(model: nn.Module, data: Any, arg: str = "data") -> None:
     """``data`` for a data-driven score: ``(x, y)`` tensors or an iterable of them, fitting the model.
 
     Checks the first batch only (data may be a stream): ``x`` runs through the model, ``y`` has one
-    entry per example, and integer labels lie in ``0 .. classes-1`` of the model's output.
+    entry per example, and integer labels lie in ``0 .. classes-1`` of the model's output (classes on
+    its last dimension; ``-100`` marks a target that is not scored).
     """
     if isinstance(data, torch.Tensor) or data is None or isinstance(data, (str, bytes)):
         raise InvalidArgumentError(f"{arg} must be (inputs, labels) tensors or an iterable of such batches, "
@@ -160,7 +161,8 @@ def check_data(model: nn.Module, data: Any, arg: str = "data") -> None:
     if n is not None and len(y) != n:
         raise InvalidArgumentError(f"{arg}: {n} inputs but {len(y)} labels; pass one label per input")
     if isinstance(out, torch.Tensor) and not y.is_floating_point() and out.dim() >= 2:
-        classes = out.shape[1]
+        classes = out.shape[-1]  # (B, C) of a classifier, (B, T, V) of a language model
+        y = y[y != -100]  # targets that are not scored (the loss's ignore_index)
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
             raise InvalidArgumentError(
                 f"{arg}: labels range {int(y.min())}..{int(y.max())}, but the model has {classes} outputs "
@@ -193,17 +195,4 @@ def check_ties(model: nn.Module, excluded: Callable[[str, nn.Module], bool], typ
             raise InvalidArgumentError(
                 f"the weight of {dropped[0]!r} (excluded) is tied to {kept[0]!r} (pruned), so pruning one prunes "
                 f"the other; exclude both {dropped[0]!r} and {kept[0]!r}, or neither"
-            )
-
-
-def check_not_parametrized(model: nn.Module, types: tuple[type, ...]) -> None:
-    """Refuse layers whose weight is computed by a parametrization: a mask on it would not hold."""
-    from torch.nn.utils import parametrize
-
-    for name, module in model.named_modules():
-        if isinstance(module, types) and parametrize.is_parametrized(module, "weight"):
-            raise InvalidArgumentError(
-                f"{name or type(module).__name__}.weight is computed by a parametrization "
-                f"({type(module.parametrizations.weight[0]).__name__}), which pruning cannot hold at zero; call "
-                "torch.nn.utils.parametrize.remove_parametrizations on it first, or exclude it"
             )

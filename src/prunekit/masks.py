@@ -8,6 +8,9 @@ per-forward multiply. Three hooks keep them zero without the user calling anythi
 * a process-wide ``torch.optim`` step post-hook re-zeroes masked parameters after every optimizer
   step (momentum or Adam state from before pruning, weight decay, any optimizer);
 * a ``load_state_dict`` post-hook re-applies the mask after weights are loaded.
+
+A ``copy.deepcopy`` of a masked model is masked and hooked too: the set of masked names a module
+carries hooks the copy's new parameters as it is copied (:class:`_MaskedNames`).
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from typing import Iterator, Mapping
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _WeightNorm
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
@@ -101,6 +106,50 @@ def _zero_pruned(param: torch.Tensor, mask: torch.Tensor) -> None:
             p.bitwise_and_(b)
 
 
+class _PrunedWeightNorm(_WeightNorm):
+    """``weight_norm`` that computes 0 for a slice whose direction ``v`` is entirely pruned (not 0/0 = NaN).
+
+    Other slices run torch's own kernel, so they compute bit for bit what they did before pruning.
+    """
+
+    def forward(self, weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor:
+        empty = torch.norm_except_dim(weight_v, 2, self.dim) == 0
+        return torch._weight_norm(weight_v.masked_fill(empty, 1), weight_g, self.dim).masked_fill(empty, 0)
+
+
+def _hold_through_parametrization(module: nn.Module, name: str) -> None:
+    """Masking a ``weight_norm``'s direction ``v`` (``original1``) makes the norm safe for empty slices."""
+    if isinstance(module, parametrize.ParametrizationList) and name == "original1" and type(module[0]) is _WeightNorm:
+        module[0] = _PrunedWeightNorm(module[0].dim)
+
+
+class _MaskedNames(set):
+    """The names of a module's masked parameters. Deep-copied with its module, it hooks the copy's new
+    parameters (they are copied through the same ``memo``), so the copy's masks are held without
+    calling anything; pickled, it is a plain set."""
+
+    def __init__(self, names: Iterator[str] = (), owner: nn.Module | None = None):
+        super().__init__(names)
+        self.owner = weakref.ref(owner) if owner is not None else None
+
+    def __deepcopy__(self, memo: dict) -> "_MaskedNames | set":
+        import copy
+
+        owner = self.owner() if self.owner is not None else None
+        new_owner = memo.get(id(owner)) if owner is not None else None
+        if new_owner is None:  # copied on its own, not as part of its module
+            return set(self)
+        out = _MaskedNames(self, new_owner)
+        for name in self:
+            param = owner._parameters.get(name)
+            if param is not None:
+                _hook(new_owner, name, copy.deepcopy(param, memo))
+        return out
+
+    def __reduce__(self):
+        return (set, (list(self),))
+
+
 def mask_of(module: nn.Module, name: str) -> torch.Tensor | None:
     """The mask of ``module.<name>`` (True = kept), or None when that parameter is not masked."""
     return module._buffers.get(name + MASK_SUFFIX)
@@ -129,6 +178,7 @@ def attach(module: nn.Module, name: str, mask: torch.Tensor, *, copy: bool = Tru
             f"mask for {name!r} has shape {tuple(mask.shape)}, but the parameter is {tuple(param.shape)}"
         )
     mask = mask.to(device=param.device, dtype=torch.bool)
+    _hold_through_parametrization(module, name)
     old = mask_of(module, name)
     if old is not None:
         old.logical_and_(mask)  # in place: masks only ever remove more
@@ -138,18 +188,20 @@ def attach(module: nn.Module, name: str, mask: torch.Tensor, *, copy: bool = Tru
         mask = module._buffers[name + MASK_SUFFIX]
     _zero_pruned(param, mask)
     masked = getattr(module, _MASKED_ATTR, None)
-    if masked is None:
-        masked = set()
+    if not isinstance(masked, _MaskedNames):  # none yet, or a plain set from an unpickled module
+        masked = _MaskedNames(masked or (), module)
         setattr(module, _MASKED_ATTR, masked)
     masked.add(name)
     if param not in _HOOKED:
-        ref: list = []
-        handles = (
-            param.register_hook(_grad_hook(ref)),
-            module.register_load_state_dict_post_hook(_load_hook(name)),
-        )
-        ref.append(_Hooked(weakref.ref(module), name, handles))
-        _HOOKED[param] = ref[0]
+        _hook(module, name, param, module.register_load_state_dict_post_hook(_load_hook(name)))
+
+
+def _hook(module: nn.Module, name: str, param: torch.Tensor, *handles: RemovableHandle) -> None:
+    """Hook ``param`` (``module.<name>``): zero pruned gradients and re-zero after optimizer steps."""
+    ref: list = []
+    handles = (param.register_hook(_grad_hook(ref)), *handles)
+    ref.append(_Hooked(weakref.ref(module), name, handles))
+    _HOOKED[param] = ref[0]
 
 
 def detach(module: nn.Module, name: str) -> None:

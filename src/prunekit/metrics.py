@@ -6,7 +6,11 @@ groups and any leading dimensions are whatever the model really does) for these 
 * ``Linear``: (output elements / out_features) × in_features × out_features;
 * ``Conv1d/2d/3d``: N × output positions × weight.numel() (= Cout × Cin/groups × kernel volume);
   positions that overlap padding are counted, as the dense kernel computes them;
-* ``ConvTranspose1d/2d/3d``: N × input positions × weight.numel().
+* ``ConvTranspose1d/2d/3d``: N × input positions × weight.numel();
+* ``LSTM`` / ``GRU`` / ``RNN``: MACs per time step (every ``weight_*`` tensor, all layers and directions)
+  × time steps × batch (for a ``PackedSequence``, its real steps: padding is not counted);
+* ``MultiheadAttention``: query tokens × the query rows of ``in_proj_weight`` plus key (value) tokens ×
+  its key (value) rows; its ``out_proj`` (read directly, never called) is counted on that layer.
 
 Nonzero MACs use the weight's nonzero count in place of ``weight.numel()``. Biases, normalization,
 activations, pooling, residual adds and attention's score products are not counted.
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from .inputs import check_forward
+from .structures.tensors import is_attention
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TCONV = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -108,6 +113,40 @@ def _layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> tuple
     return positions * weight.numel(), positions * nnz
 
 
+def _tokens(x: Any) -> int:
+    """Vectors in a sequence input: every position of every batch entry (a PackedSequence's real steps)."""
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        return x.data.shape[0]
+    return x.numel() // max(x.shape[-1], 1) if isinstance(x, torch.Tensor) and x.dim() else 0
+
+
+def _recurrent_macs(module: nn.RNNBase, inputs: tuple) -> tuple[int, int]:
+    weights = [getattr(module, n) for n in module._flat_weights_names if n.startswith("weight_")]
+    steps = _tokens(inputs[0]) if inputs else 0
+    return steps * sum(w.numel() for w in weights), steps * sum(int(torch.count_nonzero(w)) for w in weights)
+
+
+def _attention_macs(module: nn.Module, args: tuple, kwargs: dict) -> list[tuple[nn.Module, int, int]]:
+    """(layer, MACs, nonzero MACs) of the input projections (on ``module``) and of ``out_proj``."""
+    q, k, v = (args[i] if i < len(args) else kwargs.get(n) for i, n in enumerate(("query", "key", "value")))
+    tokens = [_tokens(t) for t in (q, k, v)]
+    if isinstance(module.in_proj_weight, torch.Tensor):
+        weights = module.in_proj_weight.chunk(3)
+    else:
+        weights = (module.q_proj_weight, module.k_proj_weight, module.v_proj_weight)
+    out = module.out_proj.weight
+    return [(module, sum(n * w.numel() for n, w in zip(tokens, weights)),
+             sum(n * int(torch.count_nonzero(w)) for n, w in zip(tokens, weights))),
+            (module.out_proj, tokens[0] * out.numel(), tokens[0] * int(torch.count_nonzero(out)))]
+
+
+def layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    """Dense MACs of one call of a Linear, (transposed) Conv or transformers Conv1D module; 0 for any other."""
+    if isinstance(module, (nn.Linear, *_CONV, *_TCONV)) or _is_conv1d(module):
+        return _layer_macs(module, inputs, output)[0]
+    return 0
+
+
 def summary(model: nn.Module, example_inputs: Any) -> Summary:
     """Count parameters, nonzeros and the MACs of one forward pass on ``example_inputs``.
 
@@ -117,7 +156,7 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
     check_forward(model, example_inputs)
     layers: dict[nn.Module, LayerSummary] = {}
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, *_CONV, *_TCONV)) or _is_conv1d(module):
+        if isinstance(module, (nn.Linear, *_CONV, *_TCONV, nn.RNNBase)) or _is_conv1d(module) or is_attention(module):
             own = list(module.parameters(recurse=False))
             layers[module] = LayerSummary(
                 name,
@@ -126,12 +165,19 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
                 sum(int(torch.count_nonzero(p)) for p in own),
             )
 
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        macs, nz = _layer_macs(module, inputs, output)
-        layers[module].macs += macs
-        layers[module].nonzero_macs += nz
+    def hook(module: nn.Module, inputs: tuple, kwargs: dict, output: Any) -> None:
+        if is_attention(module):
+            counts = _attention_macs(module, inputs, kwargs)
+        elif isinstance(module, nn.RNNBase):
+            counts = [(module, *_recurrent_macs(module, inputs))]
+        else:
+            counts = [(module, *_layer_macs(module, inputs, output))]
+        for layer, macs, nz in counts:
+            if layer in layers:
+                layers[layer].macs += macs
+                layers[layer].nonzero_macs += nz
 
-    handles = [m.register_forward_hook(hook) for m in layers]
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in layers]
     was_training = model.training
     model.eval()
     try:
@@ -154,7 +200,8 @@ def summary(model: nn.Module, example_inputs: Any) -> Summary:
 
 @dataclass
 class Timing:
-    """Seconds per call of each candidate: median, interquartile range and minimum, and how it was timed."""
+    """Seconds per call of each candidate: median, interquartile range and minimum, how it was timed,
+    and every timing in round order (``samples[name][r]`` ran in round ``r`` beside the others')."""
 
     median: dict[str, float]
     spread: dict[str, float]
@@ -162,6 +209,7 @@ class Timing:
     threads: int
     repeats: int
     warmup: int
+    samples: dict[str, list[float]] = field(default_factory=dict)
 
     def ratio(self, slow: str, fast: str) -> float:
         """How many times faster ``fast`` is than ``slow`` (ratio of medians)."""
@@ -197,7 +245,7 @@ def time_interleaved(candidates: dict[str, Callable[[], Any]], repeats: int = 15
         median={n: statistics.median(t) for n, t in times.items()},
         spread={n: _iqr(t) for n, t in times.items()},
         min={n: min(t) for n, t in times.items()},
-        threads=torch.get_num_threads(), repeats=repeats, warmup=warmup,
+        threads=torch.get_num_threads(), repeats=repeats, warmup=warmup, samples=times,
     )
 
 

@@ -149,6 +149,41 @@ def keep_per_block(rows: torch.Tensor, n: int) -> torch.Tensor:
     return keep
 
 
+@register("row")
+class Row(Scope):
+    """The same fraction of every output row (dim 0 of a weight): scores compete only within their row.
+
+    Wanda's comparison group. Each row of C weights loses exactly ``round(sparsity × C)``, so a
+    layer loses ``rows × round(sparsity × C)`` (equal to ``round(sparsity × N)`` whenever
+    ``sparsity × C`` is whole). Only single weights have rows: ``structure="weights"``. At equal
+    score the lower index goes; a row that already lost more raises (masks only remove more).
+    """
+
+    def select(self, parts, sparsity):
+        return [self._part(p, sparsity) for p in parts]
+
+    @staticmethod
+    def _part(part: "Part", sparsity: float) -> torch.Tensor:
+        param = part.targets[0].param
+        if len(part.targets) != 1 or param.dim() < 2 or part.size != param.numel():
+            raise InvalidSparsityError(f"scope='row' ranks single weights within each output row of {part.name}; "
+                                       "use it with structure='weights'")
+        cols = param[0].numel()
+        drop = count(sparsity, cols)
+        keeps, pending = [], torch.empty(0)
+        for chunk in part.unit_scores():
+            pending = torch.cat([pending.to(chunk.device), chunk.float()])
+            whole = pending.numel() // cols * cols
+            rows, pending = pending[:whole].view(-1, cols), pending[whole:]
+            if bool((rows.isneginf().sum(1) > drop).any()):
+                raise InvalidSparsityError(
+                    f"{part.name} already has rows with more than {drop} of {cols} weights pruned, more than "
+                    f"sparsity {sparsity} asks for; call pk.unprune(model) first to start over"
+                )
+            keeps.append(keep_per_block(rows, cols - drop).view(-1))
+        return torch.cat(keeps)
+
+
 class BlockLocal(Scope):
     """Keep the N highest scores in every block of M consecutive units (N:M); the sparsity is 1 - N/M.
 

@@ -190,8 +190,11 @@ def _kth_value(values: torch.Tensor, r: int) -> torch.Tensor:
     lo, hi = sample.kthvalue(i_lo + 1).values, sample.kthvalue(i_hi + 1).values
     below = int(torch.count_nonzero(values < lo))
     inside = values[(values >= lo) & (values <= hi)]
-    if below < r <= below + inside.numel() < n:  # the bracket holds the answer and shrank the input
-        return _kth_value(inside, r - below)
+    if below < r <= below + inside.numel():
+        if bool(lo == hi):  # the r-th value is one tied value (a bracket of ties never narrows)
+            return lo
+        if inside.numel() < n:  # recurse only while the bracket shrinks the input
+            return _kth_value(inside, r - below)
     return values.kthvalue(r).values  # the sample missed (rare, e.g. values sorted by chance)
 
 

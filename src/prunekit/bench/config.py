@@ -110,12 +110,16 @@ class ExperimentConfig(Strict):
     @field_validator("datasets")
     @classmethod
     def _datasets(cls, v: list[str]) -> list[str]:
-        return [choice(d, dataset_names(), "dataset") for d in v]
+        from ..data.custom import is_custom
+
+        return [d if is_custom(d) else choice(d, dataset_names(), "dataset") for d in v]
 
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        return [choice(m, model_names(), "model") for m in v]
+        from ..userdefs import is_reference
+
+        return [m if is_reference(m) else choice(m, model_names(), "model") for m in v]
 
     @field_validator("compressions")
     @classmethod

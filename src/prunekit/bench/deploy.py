@@ -25,7 +25,6 @@ from torch import nn
 from .. import choices
 from ..errors import PruneError
 from ..masks import masked_parameters, unprune
-from ..metrics import time_interleaved
 
 Form = Callable[[nn.Module, torch.Tensor], tuple[nn.Module, str]]
 
@@ -93,13 +92,3 @@ def file_bytes(model: nn.Module) -> tuple[int, str]:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.tell(), "dense"
-
-
-@torch.inference_mode()
-def latencies(models: list[nn.Module], x: torch.Tensor, repeats: int, warmup: int) -> list[tuple[float, float]]:
-    """(median, min) seconds per forward pass of each model on ``x``, timed interleaved so that load
-    from other processes hits every model alike."""
-    for m in models:
-        m.eval()
-    t = time_interleaved({str(i): (lambda m=m: m(x)) for i, m in enumerate(models)}, repeats, warmup)
-    return [(t.median[str(i)], t.min[str(i)]) for i in range(len(models))]

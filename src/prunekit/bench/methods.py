@@ -68,7 +68,11 @@ class MethodSpec(Strict):
     at its nominal compression M/N. ``exclude`` (names, or a mapping model → names for names only one model has), ``round_to``,
     ``reduce`` and ``max_ratio`` go to
     ``pk.prune`` (the last three for traced structures: channels, heads); ``target: macs_reduction``
-    reads the grid's ratios as MAC reductions instead of compressions (traced structures, one-shot).
+    reads the grid's ratios as MAC reductions instead of compressions (traced structures, one-shot);
+    ``target: prunable_compression`` reads them as compressions of the prunable weights alone (ratio c
+    prunes 1 − 1/c of them, embeddings and excluded layers aside), the convention of LM pruning papers.
+    A run whose pruning would empty a whole layer is recorded as failed with a ``LayerCollapseError``
+    naming the layers, and the sweep goes on; ``allow_collapse: true`` prunes and measures it anyway.
     """
 
     name: str
@@ -84,7 +88,8 @@ class MethodSpec(Strict):
     round_to: int | None = Field(None, ge=1)
     reduce: Literal["sum", "mean", "max"] | None = None
     max_ratio: float | None = Field(None, gt=0, le=1)
-    target: Literal["compression", "macs_reduction"] = "compression"
+    target: Literal["compression", "macs_reduction", "prunable_compression"] = "compression"
+    allow_collapse: bool = False  # a run whose pruning empties a layer fails (LayerCollapseError) unless set
 
     @field_validator("structure")
     @classmethod
@@ -139,8 +144,8 @@ class MethodSpec(Strict):
                              "which prunes while fine-tuning; allowed values: continue")
         traced = choices.is_traced(self.structure)
         given = [k for k in ("round_to", "reduce", "max_ratio") if getattr(self, k) is not None]
-        if given and not traced:
-            raise ValueError(f"{given[0]}: applies to traced structures ({', '.join(choices.traced_names())}); "
+        if given and self.structure not in choices.taking(given[0]):
+            raise ValueError(f"{given[0]}: applies to structures {', '.join(choices.taking(given[0]))}; "
                              f"structure is {self.structure!r}")
         if self.target == "macs_reduction" and not (traced and self.schedule == "oneshot"):
             raise ValueError("target: macs_reduction needs a traced structure "
@@ -163,4 +168,6 @@ class MethodSpec(Strict):
             options["exclude"] = list(exclude)
         options.update({k: getattr(self, k) for k in ("round_to", "reduce", "max_ratio")
                         if getattr(self, k) is not None})
+        if self.allow_collapse:
+            options["allow_collapse"] = True
         return options

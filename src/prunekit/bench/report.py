@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PruneError
+from .plots import ACCURACY, PLOTS, plot
+from .speed import FLOOR_QUANTILE, above_floor, noise_floor
 from .store import DB_NAME, Store
 
-ACCURACY = "finetuned_test_top1"
 SELECT_ON = "finetuned_val_top1"
-PLOTS = {
-    "accuracy_vs_compression.png": ("achieved_compression", "compression (all / nonzero parameters, log₂)"),
-    "accuracy_vs_theoretical_speedup.png": ("theoretical_speedup", "theoretical speedup (dense MACs / nonzero MACs, log₂)"),
-    "accuracy_vs_measured_speedup.png": ("measured_speedup", "measured speedup (dense latency / deployed latency)"),
-}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -52,59 +48,55 @@ def write_csv(runs: list[dict[str, Any]], path: Path) -> None:
                        + [m.get(k, "") for k in keys])
 
 
-def plot(grouped: dict, x_key: str, x_label: str, path: Path, dense: dict) -> None:
-    """One panel per dataset/model: accuracy (mean ± std over seeds) against ``x_key``, per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pairs, measured = sorted(grouped), x_key == "measured_speedup"
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4), squeeze=False)
-    for ax, pair in zip(axes[0], pairs):
-        for method in sorted(grouped[pair]):
-            pts = sorted(grouped[pair][method].items())
-            xs = [statistics.fmean(m[x_key] for m in runs) for _, runs in pts]
-            ys = [mean_std([100 * m[ACCURACY] for m in runs]) for _, runs in pts]
-            style = "none" if measured else "--" if method == "random" else "-"  # measured x is noisy
-            ax.errorbar(xs, [y for y, _ in ys], yerr=[s for _, s in ys], marker="o", ms=4, capsize=3,
-                        label=method, linestyle=style)
-        if pair in dense:
-            ax.axhline(100 * dense[pair][0], color="gray", linestyle=":", label="dense")
-        if measured:
-            ax.axvline(1.0, color="gray", linewidth=0.8)
-        else:
-            ax.set_xscale("log", base=2)
-        ax.set_title(f"{pair[0]} / {pair[1]}")
-        ax.set_xlabel(x_label)
-        ax.set_ylabel("test top-1 accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _fmt(values: list[float]) -> str:
+    """Percent, mean ± std over seeds; a single seed has no spread to show."""
     m, s = mean_std([100 * v for v in values])
-    return f"{m:.2f} ± {s:.2f}"
+    return f"{m:.2f}" if len(values) == 1 else f"{m:.2f} ± {s:.2f}"
+
+
+def seeds_text(n: int) -> str:
+    """How many seeds a cell stands for, in words."""
+    return "1 seed" if n == 1 else f"mean ± std over {n} seeds"
+
+
+def floors(finished: list[dict]) -> dict[tuple[str, str], float | None]:
+    """(dataset, model) → noise floor of its measured speedups (dense vs dense twin, every run)."""
+    ratios: dict = defaultdict(list)
+    for r in finished:
+        ratios[(r["dataset"], r["model"])].append(r["metrics"].get("noise_ratio"))
+    return {p: noise_floor(v for v in vs if v is not None) for p, vs in ratios.items()}
+
+
+def speedup_text(runs: list[dict], floor: float | None) -> str:
+    """A measured speedup as it should be read: 1.00× by construction for a dense form, else the
+    median with the quartiles of its per-round ratios, and whether it stands above the noise floor."""
+    if all(m.get("speedup_by_construction") for m in runs):
+        return "1.00× (dense, by construction)"
+    x = statistics.median(m["measured_speedup"] for m in runs)
+    q1 = statistics.median(m.get("measured_speedup_q1", x) for m in runs)
+    q3 = statistics.median(m.get("measured_speedup_q3", x) for m in runs)
+    return f"{x:.2f}× [{q1:.2f}–{q3:.2f}]" + ("" if above_floor(x, floor) else " (inside noise floor)")
 
 
 def best_table(pair: tuple[str, str], methods: dict[str, dict[float, list[dict]]]) -> list[str]:
-    """Markdown rows: test top-1 of every method at each compression, the best chosen on validation."""
+    """Markdown rows: test top-1 of every method at each compression, the best chosen on validation
+    (its validation top-1 and the runner-up's beside it)."""
     names = sorted(methods)
     ratios = sorted({c for m in methods.values() for c in m})
-    lines = [f"| compression | best (chosen on val) | " + " | ".join(names) + " |",
-             "|---:|---|" + "---:|" * len(names)]
+    lines = ["| compression | best (chosen on val) | val top-1: best / next | " + " | ".join(names) + " |",
+             "|---:|---|---|" + "---:|" * len(names)]
     for c in ratios:
-        cells, best, best_val = [], "", -1.0
-        for name in names:
-            runs = methods[name].get(c, [])
-            cells.append(_fmt([r[ACCURACY] for r in runs]) if runs else "—")
-            if runs and statistics.fmean(r[SELECT_ON] for r in runs) > best_val:
-                best, best_val = name, statistics.fmean(r[SELECT_ON] for r in runs)
-        lines.append(f"| {c:g} | **{best}** | " + " | ".join(cells) + " |")
+        cells = [_fmt([r[ACCURACY] for r in methods[n][c]]) if methods[n].get(c) else "—" for n in names]
+        ranked = best_on_val(methods, c)
+        val = " / ".join(f"{100 * v:.2f}" for _, v in ranked[:2])
+        lines.append(f"| {c:g} | **{ranked[0][0] if ranked else ''}** | {val} | " + " | ".join(cells) + " |")
     return lines
+
+
+def best_on_val(methods: dict[str, dict[float, list[dict]]], c: float) -> list[tuple[str, float]]:
+    """(method, mean validation top-1) at compression ``c``, best first (ties: name order)."""
+    vals = [(n, statistics.fmean(r[SELECT_ON] for r in methods[n][c])) for n in sorted(methods) if methods[n].get(c)]
+    return sorted(vals, key=lambda t: -t[1])
 
 
 def _dense(store: Store) -> dict[tuple[str, str], tuple[float, float, int]]:
@@ -126,31 +118,41 @@ def report(directory: str | Path) -> Path:
         sessions = store.sessions()
     finished = [r for r in runs if r["status"] == "done"]
     write_csv(runs, directory / "runs.csv")
-    grouped = groups(finished)
+    grouped, noise = groups(finished), floors(finished)
     if grouped:
         for name, (key, label) in PLOTS.items():
-            plot(grouped, key, label, directory / name, dense)
+            plot(grouped, key, label, directory / name, dense, noise)
     failed = [r for r in runs if r["status"] == "failed"]
-    text = _markdown(config, counts, dense, grouped, finished, bases, failed, sessions)
+    text = _markdown(config, counts, dense, grouped, finished, bases, failed, sessions, noise)
     (directory / "report.md").write_text(text)
     return directory / "report.md"
 
 
-def deploy_table(runs: list) -> list[str]:
-    """Markdown rows: per method, its structure, what it was really deployed as, and what that gained."""
-    lines = ["| method | structure | deployed as | params deployed / dense | file / dense file | measured speedup |",
-             "|---|---|---|---|---|---|"]
-    by_method: dict[str, list] = defaultdict(list)
-    for r in runs:
-        by_method[r["method"]].append(r)
-    for method, rs in sorted(by_method.items()):
-        forms = Counter(r.get("deployed_as") or r["metrics"].get("deploy_form", "?") for r in rs)
-        ms = [r["metrics"] for r in rs]
-        params = statistics.median(m.get("deployed_params", m["params"]) / m["params"] for m in ms)
-        size = statistics.median(m["file_bytes"] / m["dense_file_bytes"] for m in ms)
-        speed = statistics.median(m["measured_speedup"] for m in ms)
-        lines.append(f"| {method} | {rs[0].get('structure') or '?'} | {', '.join(f'{f} ×{n}' for f, n in forms.items())} "
-                     f"| {params:.2f} | {size:.2f} | {speed:.2f}× |")
+def _largest_batch(metrics: dict) -> int:
+    sizes = [int(k[len("measured_speedup_b"):]) for k in metrics
+             if k.startswith("measured_speedup_b") and k[len("measured_speedup_b"):].isdigit()]
+    return max(sizes) if sizes else 1
+
+
+def deploy_table(methods: dict[str, dict[float, list[dict]]], structures: dict[str, str],
+                 floor: float | None) -> list[str]:
+    """Markdown rows: per method and compression, accuracy beside what the deployed model costs
+    (file, nonzero MACs, latency at the largest batch) and the measured speedup with its spread."""
+    some = next(iter(next(iter(methods.values())).values()))[0]
+    b = _largest_batch(some)
+    lines = [f"| method | compression | structure | deployed as | test top-1 | file kB (dense) | MACs (dense) "
+             f"| latency b{b} ms (dense) | measured speedup [quartiles] |",
+             "|---|---:|---|---|---:|---:|---:|---:|---|"]
+    for method in sorted(methods):
+        for c, ms in sorted(methods[method].items()):
+            forms = Counter(m.get("deployed_as") or m.get("deploy_form", "?") for m in ms)
+            med = lambda k: statistics.median(m[k] for m in ms)  # noqa: E731
+            lines.append(
+                f"| {method} | {c:g} | {structures.get(method) or '?'} | {', '.join(f'{f} ×{n}' for f, n in forms.items())} "
+                f"| {_fmt([m[ACCURACY] for m in ms])} | {med('file_bytes') / 1e3:,.1f} ({med('dense_file_bytes') / 1e3:,.1f}) "
+                f"| {med('nonzero_macs'):,.0f} ({med('macs'):,.0f}) "
+                f"| {1e3 * med(f'latency_b{b}_s'):.3f} ({1e3 * med(f'dense_latency_b{b}_s'):.3f}) "
+                f"| {speedup_text(ms, floor)} |")
     return lines
 
 
@@ -160,7 +162,7 @@ def _forms(finished: list) -> str:
 
 
 def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: list, bases: list, failed: list,
-              sessions: list) -> str:
+              sessions: list, noise: dict) -> str:
     cpu = sum(r["metrics"].get("cpu_s", 0) for r in finished) + sum(b["metrics"].get("cpu_s", 0) for b in bases if b["metrics"])
     wall = sum(r["metrics"].get("wall_s", 0) for r in finished) + sum(b["metrics"].get("wall_s", 0) for b in bases if b["metrics"])
     env = finished[0]["metrics"] if finished else {}
@@ -172,19 +174,27 @@ def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: 
                  for s in sessions if s["done"]) or "none finished") + ".",
              f"Machine: {env.get('machine', '?')}, {env.get('cpu_count', '?')} CPUs; torch {env.get('torch_version', '?')}, "
              f"python {env.get('python_version', '?')}, prunekit {env.get('prunekit_version', '?')}.", "",
-             "Accuracy is test top-1 after fine-tuning, mean ± std over seeds; the fine-tuning checkpoint and "
-             "the best method are chosen on the validation split, never on test. Measured speedup: median "
-             "latency of the dense model over the pruned model as deployed, timed side by side in the same "
-             f"process at the largest batch size (forms used: {_forms(finished)}).", ""]
+             f"Accuracy is test top-1 (%) after fine-tuning, {seeds_text(len(config.get('seeds') or [0]))}; the "
+             "fine-tuning checkpoint and the best method are chosen on the validation split, never on test. "
+             "Measured speedup: median latency of the dense model over the pruned model as deployed, timed "
+             "side by side with an identical dense copy in the same process at the largest batch size, with "
+             "the quartiles of the per-round ratios; a deployed form that computes the dense model (zeros "
+             "multiplied) is 1.00× by construction. The noise floor ×f is what dense vs dense reads "
+             f"({int(100 * FLOOR_QUANTILE)}% of runs fall in [1/f, f]); a speedup inside it is no measured "
+             f"effect (forms used: {_forms(finished)}).", ""]
     if grouped:
         lines += [f"![{n}]({n})" for n in PLOTS] + [""]
     for pair in sorted(grouped):
         d = dense.get(pair)
         lines += [f"## {pair[0]} / {pair[1]}", ""]
         if d:
-            lines += [f"Dense test top-1: {100 * d[0]:.2f} ± {100 * d[1]:.2f} % over {d[2]} seeds.", ""]
+            spread = f" ± {100 * d[1]:.2f} % over {d[2]} seeds" if d[2] > 1 else " % (1 seed)"
+            lines += [f"Dense test top-1: {100 * d[0]:.2f}{spread}.", ""]
+        floor = noise.get(pair)
         lines += best_table(pair, grouped[pair]) + [""]
-        lines += deploy_table([r for r in finished if (r["dataset"], r["model"]) == pair]) + [""]
+        structures = {r["method"]: r.get("structure") for r in finished if (r["dataset"], r["model"]) == pair}
+        lines += [f"Noise floor of measured speedups: ×{floor:.3f}." if floor else "Noise floor: not measured.", ""]
+        lines += deploy_table(grouped[pair], structures, floor) + [""]
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{r['id']}` {r['model']} {r['method']} ×{r['compression']:g} seed {r['seed']}: {r['error']}" for r in failed] + [""]
     lines += ["Every run with every metric: [runs.csv](runs.csv)."]

@@ -23,7 +23,7 @@ from ..training.callbacks import Callback
 from ..training.driver import Retraining
 from ..errors import PruneError
 from .config import BaseSpec, RunSpec, TrainSettings
-from .deploy import deploy, file_bytes, latencies
+from .deploy import deploy, file_bytes
 from .methods import GradualSettings
 from .zoo import create_model, load_data
 
@@ -61,11 +61,20 @@ def environment() -> dict[str, Any]:
 
 
 def _evaluate(model: nn.Module, prefix: str, val: Any, test: Any) -> dict[str, float]:
-    from .. import evaluate
-
-    out = {f"{prefix}test_{k}": v for k, v in evaluate(model, test).items()}
+    out = {f"{prefix}test_{k}": v for k, v in _metrics(model, test).items()}
     if val is not None:
-        out.update({f"{prefix}val_{k}": v for k, v in evaluate(model, val).items()})
+        out.update({f"{prefix}val_{k}": v for k, v in _metrics(model, val).items()})
+    return out
+
+
+def _metrics(model: nn.Module, data: Any) -> dict[str, float]:
+    """Accuracies and mean loss; on text, per token, with the perplexity (lower is better) beside them."""
+    from .. import evaluate
+    from ..data.text import TextWindows, perplexity
+
+    out = evaluate(model, data)
+    if isinstance(data, TextWindows):
+        out["perplexity"] = perplexity(out["loss"])
     return out
 
 
@@ -144,24 +153,32 @@ def stored_values(model: nn.Module) -> int:
 
 
 def _measure(spec: RunSpec, dense: nn.Module, model: nn.Module, test: Any) -> dict[str, Any]:
-    """The deployed form per batch size, latency side by side with the dense model, speedups, file sizes.
+    """The deployed form per batch size, latency side by side with the dense model and its twin (the
+    noise), speedups with their quartiles, file sizes (see :mod:`prunekit.bench.speed`).
 
     ``deployed_as`` says what the model was really deployed as (see :mod:`prunekit.bench.deploy`);
     the file is the compacted model when compaction shrank it, else ``pk.save`` of the masked model.
     """
+    from .speed import measure
+
     out: dict[str, Any] = {"dense_file_bytes": file_bytes(dense)[0]}
     images = torch.cat([test[i][0][None] for i in range(min(len(test), max(spec.measure.batch_sizes)))])
     for b in spec.measure.batch_sizes:
         x = images.repeat((b + len(images) - 1) // len(images), *[1] * (images.dim() - 1))[:b]
         deployed, form = deploy(model, x, spec.method.structure, spec.measure.deploy)
         reference, _ = deploy(dense, x, "weights", "dense")
-        (d, d_min), (p, p_min) = latencies([reference, deployed], x, spec.measure.repeats, spec.measure.warmup)
-        out.update({f"dense_latency_b{b}_s": d, f"latency_b{b}_s": p, f"measured_speedup_b{b}": d / p,
-                    f"dense_latency_b{b}_min_s": d_min, f"latency_b{b}_min_s": p_min, f"deploy_form_b{b}": form})
+        t = measure(reference, deployed, form, x, spec.measure.repeats, spec.measure.warmup)
+        out.update({f"dense_latency_b{b}_s": t["dense_s"], f"latency_b{b}_s": t["deployed_s"],
+                    f"measured_speedup_b{b}": t["speedup"], f"measured_speedup_q1_b{b}": t["speedup_q1"],
+                    f"measured_speedup_q3_b{b}": t["speedup_q3"], f"noise_ratio_b{b}": t["noise"],
+                    f"speedup_by_construction_b{b}": t["by_construction"],
+                    f"dense_latency_b{b}_min_s": t["dense_min_s"], f"latency_b{b}_min_s": t["deployed_min_s"],
+                    f"deploy_form_b{b}": form})
     largest = max(spec.measure.batch_sizes)
     form = out[f"deploy_form_b{largest}"]
-    out.update(measured_speedup=out[f"measured_speedup_b{largest}"], deploy_form=form, deployed_as=form,
-               deployed_params=stored_values(deployed))
+    out.update({k: out[f"{k}_b{largest}"] for k in ("measured_speedup", "measured_speedup_q1", "measured_speedup_q3",
+                                                     "noise_ratio", "speedup_by_construction")})
+    out.update(deploy_form=form, deployed_as=form, deployed_params=stored_values(deployed))
     size, fmt = file_bytes(deployed if form == "compact" else model)
     out.update(file_bytes=size, file_format=fmt)
     return out
@@ -206,6 +223,8 @@ def _schedule(spec: RunSpec, model: nn.Module, inputs: dict) -> Any:
     g = m.gradual or GradualSettings()
     if m.target == "macs_reduction":
         target: dict[str, Any] = {"macs_reduction": spec.compression}
+    elif m.target == "prunable_compression":
+        target = {"sparsity": 1 - 1 / spec.compression}
     else:
         target = {"sparsity": target_sparsity(model, options, inputs, spec.compression)}
     return schedules.make(m.schedule, **target, rounds=m.rounds, start=g.start, every=g.every, n=g.n,

@@ -31,11 +31,16 @@ def load_data(name: str, root: str | None, val_fraction: float) -> tuple:
 
 
 def create_model(name: str, train: object, seed: int) -> nn.Module:
-    """A freshly initialised zoo model shaped for ``train``'s images and classes, seeded."""
-    from .. import models
+    """A freshly initialised zoo model shaped for ``train``'s images and classes (for token windows,
+    its vocabulary and window length; or the user's ``module:factory``), seeded."""
+    from .. import models, userdefs
 
-    x, _ = train[0]
     torch.manual_seed(seed)
+    if userdefs.is_reference(name):
+        return userdefs.model(name)
+    x, _ = train[0]
+    if not x.is_floating_point():  # token ids (T,): a language model of context T
+        return models.create(name, num_classes=train.num_classes, input_size=tuple(x.shape))
     return models.create(name, num_classes=train.num_classes, in_channels=x.shape[0], input_size=tuple(x.shape[1:]))
 
 

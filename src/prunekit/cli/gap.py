@@ -22,7 +22,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``gap`` subcommand on an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "gap", help="estimate the output gap of pruning, and per-layer max sparsity within eps",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__.split("\n\n")[0].replace("``", ""),
     )
     src = p.add_argument_group("network and inputs")
     src.add_argument("--net", default="fcn:32,128,128,10",

@@ -1,4 +1,4 @@
-"""The ``prunekit`` command: demo, bench, report, prune, summary and gap.
+"""The ``prunekit`` command: demo, bench, report, prune, finetune, evaluate, summary, models and gap.
 
 Every subcommand has ``--help``. A user mistake exits non-zero with one line saying what is wrong;
 tracebacks are kept for real bugs.
@@ -30,11 +30,11 @@ def _bench_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="prunekit", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="prunekit", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"prunekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the five baselines on bundled digits data, with a report (~1 min)",
+    p = sub.add_parser("demo", help="the five baselines on bundled digits data, with a report (~2 CPU-minutes)",
                        description="Prune an MLP and a small CNN on scikit-learn's digits with the five "
                                    "ShrinkBench baselines at 5 compressions × 2 seeds; writes the store, "
                                    "runs.csv, report.md and plots to OUT.")
@@ -53,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read DIR/runs.db and write DIR/report.md, DIR/runs.csv and PNG plots.")
     p.add_argument("dir", type=Path, help="results directory written by `prunekit bench`")
 
-    from . import gap, model
+    from . import gap, model, prune, train
 
+    prune.add_parser(sub)
+    train.add_parsers(sub)
     model.add_parsers(sub)
     gap.add_parser(sub)
     return parser
@@ -70,6 +72,7 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
     """Load, sweep, report; prints where the report is. Returns the exit code (1 if runs failed)."""
     from ..bench import Env, load, report, sweep
     from ..bench.progress import bar
+    from ..bench.terminal import print_summary
 
     config = load(config_path)
     if args.threads < 1:
@@ -82,6 +85,7 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
     finally:
         executor.close()
     path = report(out)
+    print_summary(out)
     print(f"{outcome.done} runs done, {outcome.skipped} already finished, {len(outcome.failed)} failed; "
           f"report: {path}")
     for run_id, reason in outcome.failed[:5]:
@@ -92,11 +96,7 @@ def run_sweep(config_path: Path, out: Path, args: argparse.Namespace, data_dir: 
 def _demo(args: argparse.Namespace) -> int:
     from ..bench import DEMO_CONFIG
 
-    code = run_sweep(DEMO_CONFIG, Path(args.out), args)
-    report_md = (Path(args.out) / "report.md").read_text()
-    if "\n## " in report_md:  # the per-model tables: test top-1 vs compression for every method
-        print("\n" + report_md[report_md.index("\n## ") + 1 :].strip())
-    return code
+    return run_sweep(DEMO_CONFIG, Path(args.out), args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -105,17 +105,21 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from ..bench import report
+    from ..bench.terminal import print_summary
 
-    print(f"report: {report(args.dir)}")
+    path = report(args.dir)
+    print_summary(args.dir)
+    print(f"report: {path}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``prunekit`` script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from . import gap, model
+    from . import gap, model, prune, train
 
-    handlers = {"demo": _demo, "bench": _bench, "report": _report, "gap": gap.run, **model.HANDLERS}
+    handlers = {"demo": _demo, "bench": _bench, "report": _report, "gap": gap.run, **model.HANDLERS,
+                **prune.HANDLERS, **train.HANDLERS}
     try:
         return handlers[args.command](args)
     except PruneError as err:

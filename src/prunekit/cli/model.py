@@ -1,15 +1,18 @@
-"""``prunekit prune`` and ``prunekit summary``: one model from the zoo or ``module:factory``, one file."""
+"""The model a command works on: zoo name or ``module:factory``, and its file in any form ``prune`` writes.
+
+Forms on disk: ``sparse`` (``pk.save``: pruned tensors as bitmask+values or CSR, masks included),
+``compact`` (``pk.save_compact``: a folder with smaller dense layers and their manifest) and ``dense``
+(a plain state dict, ``.safetensors`` or torch file, masks included when it has any).
+"""
 from __future__ import annotations
 
 import argparse
-import importlib
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import PruneError, UnknownNameError
+FORMS = ("sparse", "compact", "dense")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -22,86 +25,33 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="zoo name (e.g. lenet300, resnet56) or module:factory returning an nn.Module")
+def model_options(p: argparse.ArgumentParser) -> None:
+    """MODEL, --input-shape and --num-classes: what every model command takes."""
+    p.add_argument("model", help="zoo name (see `prunekit models`) or module:factory returning an nn.Module, "
+                                 "imported from the current directory")
     p.add_argument("--input-shape", type=_shape, metavar="C,H,W",
                    help="one example's shape (default: the zoo model's usual input)")
     p.add_argument("--num-classes", type=int, default=10, metavar="N", help="classes of a zoo model (default 10)")
 
 
-def _prune_parser(sub: argparse._SubParsersAction) -> None:
-    """``prunekit prune``: every ``pk.prune`` option as a flag, help read from the registries."""
-    from .. import choices
-    from ..api import METHODS
-    from ..training.schedules import SCHEDULES
-
-    traced = choices.traced_names()
-    p = sub.add_parser("prune", help="prune a checkpoint (optionally fine-tune it) and save weights with masks",
-                       description="Load MODEL with --weights, prune it by --structure × --score × --scope to "
-                                   "--sparsity, --compression or --macs-reduction, optionally fine-tune on --data, "
-                                   "and write the state dict (masks included) to --output.")
-    _model_options(p)
-    p.add_argument("--weights", required=True, type=Path, help="state dict to prune (.pt/.th/.safetensors)")
-    p.add_argument("--output", "-o", required=True, type=Path, help="where to write (.safetensors or .pt)")
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--sparsity", type=float, help="final fraction of prunable weights (or units) removed, in [0, 1)")
-    target.add_argument("--compression", type=float, help="all parameters / nonzero parameters, > 1")
-    target.add_argument("--macs-reduction", type=float, metavar="R",
-                        help=f"dense MACs / remaining MACs (structures {', '.join(traced)})")
-    p.add_argument("--structure", default="weights", metavar="NAME",
-                   help=f"what is removed: {', '.join(choices.structure_names())}, or {choices.NM_HINT} "
-                        "(default weights)")
-    p.add_argument("--score", metavar="NAME",
-                   help=f"how units are ranked: {', '.join(choices.score_names('weights'))} for weights and "
-                        f"neurons; {', '.join(choices.score_names(traced[0]))} for {', '.join(traced)} "
-                        "(default magnitude, or l2)" if traced else None)
-    p.add_argument("--scope", metavar="NAME|LAYER=R,...",
-                   help=f"where scores are compared: {', '.join(choices.scope_names())}, or per-layer ratios "
-                        "such as fc1=0.9,fc2=0.5 (default global)")
-    p.add_argument("--method", choices=sorted(METHODS),
-                   help="a ShrinkBench baseline, shorthand for --score and --scope")
-    p.add_argument("--exclude", action="append", default=[], metavar="NAME",
-                   help="module name or glob left dense (repeatable)")
-    p.add_argument("--round-to", type=int, metavar="K", help=f"keep widths multiples of K ({', '.join(traced)})")
-    p.add_argument("--reduce", choices=["sum", "mean", "max"], help=f"how slice scores combine ({', '.join(traced)})")
-    p.add_argument("--max-ratio", type=float, metavar="F",
-                   help=f"most of any coupled group removed ({', '.join(traced)})")
-    p.add_argument("--data", metavar="DATASET",
-                   help="dataset for scores that need data and for fine-tuning (e.g. digits, mnist)")
-    p.add_argument("--data-dir", metavar="DIR", help="folder of the dataset's files")
-    p.add_argument("--score-batches", type=int, default=1, metavar="N", help="training batches fed to the score")
-    p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
-                   help="fine-tune N epochs on --data after each pruning round (default 0: prune only)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="oneshot",
-                   help="oneshot (default), iterative rounds (--rounds) or gradual inside the fine-tuning")
-    p.add_argument("--rounds", type=int, default=3, metavar="N", help="rounds of an iterative schedule")
-    p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate (default 0.01)")
-    p.add_argument("--batch-size", type=int, default=128, metavar="N", help="batch size (default 128)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random scores and fine-tuning (default 0)")
-    p.set_defaults(usage_error=p.error)
-
-
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``prune`` and ``summary`` on the ``prunekit`` subparsers."""
-    _prune_parser(sub)
+    """Register ``summary`` on the ``prunekit`` subparsers."""
     p = sub.add_parser("summary", help="parameters, nonzeros, MACs and theoretical speedup of a model",
                        description="Print the pk.summary table of MODEL (optionally with --weights).")
-    _model_options(p)
-    p.add_argument("--weights", type=Path, help="state dict to load, masks included (default: fresh init)")
+    model_options(p)
+    p.add_argument("--weights", type=Path, help="weights in any form prune writes (default: fresh init)")
+    sub.add_parser("models", help="the model zoo: names, usual input shape, parameters",
+                   description="List the zoo models MODEL accepts (besides module:factory), with the input "
+                               "shape each is made for and its parameters at 10 classes.")
 
 
 def build_model(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
-    """The model named on the command line and one example input for it."""
-    from .. import models
+    """The model named on the command line (freshly initialised) and one example input for it."""
+    from .. import models, userdefs
+    from ..errors import PruneError
 
-    if ":" in args.model:
-        module_name, _, factory = args.model.partition(":")
-        try:
-            model = getattr(importlib.import_module(module_name), factory)()
-        except (ImportError, AttributeError) as err:
-            raise PruneError(f"cannot load {args.model!r}: {err}; give module:factory importable from here") from None
-        if not isinstance(model, nn.Module):
-            raise PruneError(f"{args.model} returned {type(model).__name__}, not a torch.nn.Module")
+    if userdefs.is_reference(args.model):
+        model = userdefs.model(args.model)
         if args.input_shape is None:
             raise PruneError(f"{args.model} is not a zoo model: pass --input-shape C,H,W")
         return model, torch.zeros(1, *args.input_shape)
@@ -112,136 +62,103 @@ def build_model(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor]:
     return model, torch.zeros(1, *shape)
 
 
-def load_into(model: nn.Module, path: Path) -> None:
-    """Load a state dict strictly, attaching the masks it carries first (files written by ``prune``)."""
+def form_of(path: Path) -> str:
+    """Which form the file or folder at ``path`` holds (see the module docstring)."""
+    from ..graph.io import MANIFEST
+    from ..sparse.storage import FORMAT
+
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return "compact"
+    if path.is_file():
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                if (f.metadata() or {}).get("format") == FORMAT:
+                    return "sparse"
+        except Exception:  # noqa: BLE001 - unreadable: the dense reader names the problem
+            pass
+    return "dense"
+
+
+def load_model(args: argparse.Namespace, path: Path) -> tuple[nn.Module, torch.Tensor, str]:
+    """MODEL with the weights at ``path`` in whatever form they are, its example input, and the form."""
+    from .. import load, load_compact
+
+    model, example = build_model(args)
+    form = form_of(path)
+    if form == "compact":
+        model = load_compact(path, lambda: build_model(args)[0])
+    elif form == "sparse":
+        load(path, model)
+    else:
+        _load_state(model, path)
+    return model, example, form
+
+
+def _load_state(model: nn.Module, path: Path) -> None:
+    """Load a state dict strictly, attaching the masks it carries first."""
     from .. import models
     from ..masks import Masks, split_state
 
-    state = models.read_state_dict(path)
-    masks = split_state(state)[1]
+    masks = split_state(models.read_state_dict(path))[1]
     if masks:
         Masks(masks).apply(model)
     models.load_weights(model, path)
 
 
-def save(model: nn.Module, path: Path) -> None:
-    """A state dict (masks included): safetensors for ``.safetensors``, else ``torch.save``."""
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+def write_model(model: nn.Module, path: Path, form: str) -> None:
+    """Write ``model`` to ``path`` in ``form`` (``compact`` needs a model returned by ``pk.compact``)."""
+    from .. import save, save_compact
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        save_file(state, str(path))
+    if form == "compact":
+        save_compact(model, path)
+    elif form == "sparse":
+        save(model, path)
     else:
-        torch.save(state, path)
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(path))
+        else:
+            torch.save(state, path)
 
 
-def flags(message: str) -> str:
-    """A ``pk.prune`` error message in the words of the command line: ``score=`` becomes ``--score``,
-    and a message that starts with an option's name starts with its flag."""
-    import inspect
-
-    from .. import api
-
-    names = "|".join(n for n in inspect.signature(api.prune).parameters if n not in ("model", "graph_options"))
-    names += "|round_to|reduce|max_ratio"
-
-    def flag(m: re.Match) -> str:
-        value = m[2] if m[2] is not None else m[3]
-        return f"--{m[1].replace('_', '-')}" + (f" {value}" if value else "")
-
-    message = re.sub(rf"\b({names})=(?:'([^']*)'|([\w.:-]+))?", flag, message)
-    return re.sub(rf"^({names}) ", lambda m: f"--{m[1].replace('_', '-')} ", message)  # "max_ratio must be ..."
+def size_of(path: Path) -> int:
+    """Bytes on disk of a file, or of every file in a folder."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
-def _choices(args: argparse.Namespace) -> tuple[str, str | None]:
-    """The structure and score named by the flags, checked against the registries, as flags."""
-    from .. import choices
-    from ..api import METHODS
-
-    if args.method and (args.score or args.scope):
-        raise PruneError(f"--method {args.method} already sets --score and --scope; pass one or the others")
-    try:
-        structure = choices.check_structure(args.structure)
-        score = args.score or (METHODS[args.method][0] if args.method else None)
-        if score is not None:
-            choices.check_score(score, structure)
-    except UnknownNameError as err:
-        raise UnknownNameError(re.sub(r"\b(structure|score)\b", r"--\1", str(err), count=2)) from None
-    if args.scope is not None and "=" not in args.scope and args.scope not in choices.scope_names():
-        raise UnknownNameError(f"unknown --scope {args.scope!r}; valid scopes: {', '.join(choices.scope_names())}, "
-                               "or per-layer ratios name=ratio,name=ratio")
-    fixed = choices.needs(structure).fixed_sparsity
-    if fixed is not None and (args.compression is not None or args.sparsity not in (None, fixed)):
-        raise PruneError(f"--structure {structure} fixes the sparsity at {fixed:g}; omit --sparsity and --compression")
-    graph_only = [f for f in ("round_to", "reduce", "max_ratio", "macs_reduction") if getattr(args, f) is not None]
-    if graph_only and not choices.is_traced(structure):
-        raise PruneError(f"--{graph_only[0].replace('_', '-')} applies to --structure "
-                         f"{' or '.join(choices.traced_names())} (got --structure {structure})")
-    return structure, score
-
-
-def _scope(text: str | None) -> str | dict[str, float] | None:
-    """``--scope``: a registered name, or per-layer ratios ``name=r,name=r``."""
-    if text is None or "=" not in text:
-        return text
-    try:
-        return {k.strip(): float(v) for k, v in (item.split("=", 1) for item in text.split(","))}
-    except ValueError:
-        raise PruneError(f"--scope {text!r}: per-layer ratios are written name=ratio,name=ratio") from None
-
-
-def _prune(args: argparse.Namespace) -> int:
-    from .. import choices, data, sparsity, summary
-    from ..training import schedules
-    from ..training.driver import Retraining, prune_and_finetune, prune_inputs, target_sparsity
-
-    structure, score = _choices(args)
-    need = choices.needs(structure, score)
-    if args.sparsity is None and args.compression is None and args.macs_reduction is None \
-            and need.fixed_sparsity is None:
-        args.usage_error("one of the arguments --sparsity --compression --macs-reduction is required")
-    if (need.data or args.finetune_epochs) and not args.data:
-        why = f"--score {score} scores with data" if need.data else "--finetune-epochs trains"
-        raise PruneError(f"{why}: pass --data DATASET (and --data-dir)")
-    model, example = build_model(args)
-    load_into(model, args.weights)
-    train = batch = None
-    if args.data:
-        train, _, _ = data.load(args.data, args.data_dir)
-        gen = torch.Generator().manual_seed(args.seed)
-        batch = [b for b, _ in zip(data.batches(train, args.batch_size, shuffle=True, generator=gen),
-                                   range(args.score_batches))]
-    options = {k: v for k, v in dict(structure=structure, score=args.score, scope=_scope(args.scope), method=args.method,
-                                     exclude=args.exclude, round_to=args.round_to, reduce=args.reduce,
-                                     max_ratio=args.max_ratio, seed=args.seed).items() if v not in (None, [])}
-    try:
-        inputs = prune_inputs(options, batch, example)
-        target = ({"macs_reduction": args.macs_reduction} if args.macs_reduction is not None else
-                  {"sparsity": args.sparsity if args.compression is None and need.fixed_sparsity is None
-                   else target_sparsity(model, options, inputs, args.compression)})
-        schedule = schedules.make(args.schedule, **target, rounds=args.rounds, **options)
-        retraining = Retraining(options={"epochs": args.finetune_epochs, "lr": args.lr,
-                                         "batch_size": args.batch_size, "progress": False})
-        prune_and_finetune(model, schedule, train if train is not None else [], retraining=retraining,
-                           data=batch, example_inputs=example, seed=args.seed)
-    except PruneError as err:
-        raise type(err)(flags(str(err))) from None
-    save(model, args.output)
-    s = summary(model, example)
-    print(f"{args.model}: {structure} pruned, {sparsity(model):.2%} of prunable weights zero, compression "
-          f"{s.compression:.2f}x, theoretical speedup {s.speedup:.2f}x; wrote {args.output}")
-    return 0
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 def _summary(args: argparse.Namespace) -> int:
     from .. import summary
 
-    model, example = build_model(args)
     if args.weights:
-        load_into(model, args.weights)
+        model, example, _ = load_model(args, args.weights)
+    else:
+        model, example = build_model(args)
     print(summary(model, example))
     return 0
 
 
-HANDLERS = {"prune": _prune, "summary": _summary}
+def _models(args: argparse.Namespace) -> int:
+    from .. import models
+    from ..bench.zoo import default_input_shape
+    from .tables import console, table
+
+    rows = []
+    for name in models.names():
+        shape = default_input_shape(name)
+        params = sum(p.numel() for p in models.create(name).parameters())
+        rows.append([name, "×".join(map(str, shape)), f"{params:,}"])
+    console().print(table("model zoo", ["model", "input C×H×W", "parameters"], rows,
+                          caption="or any module:factory, with --input-shape"))
+    return 0
+
+
+HANDLERS = {"summary": _summary, "models": _models}

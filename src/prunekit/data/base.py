@@ -42,7 +42,7 @@ class ArrayDataset(Dataset):
     def subset(self, index: torch.Tensor, transform: Transform | None | str = "same") -> "ArrayDataset":
         """A new dataset holding the examples at ``index`` (copied); ``transform`` defaults to this one's."""
         transform = self.transform if isinstance(transform, str) else transform
-        return ArrayDataset(self.images[index], self.labels[index], transform, self.classes)
+        return type(self)(self.images[index], self.labels[index], transform, self.classes)
 
     @property
     def num_classes(self) -> int:

@@ -34,17 +34,26 @@ class Graph:
     locked: set[int] = field(default_factory=set)
     outputs: set[int] = field(default_factory=set)  # elements the model returns: locked unless asked by name
     heads: set[int] = field(default_factory=set)
+    interface: set[int] = field(default_factory=set)  # embedding widths: locked unless they index heads
     slots: dict[SlotKey, torch.Tensor] = field(default_factory=dict)
     macs: list[MacTerm] = field(default_factory=list)
     attrs: list[tuple[str, str, torch.Tensor]] = field(default_factory=list)  # module, attribute, its labels
     mha: dict[str, int] = field(default_factory=dict)  # MultiheadAttention name -> head count
+    sizes: list = field(default_factory=list)  # sizes.Equation: dims sized by module attributes
+    fixed: list = field(default_factory=list)  # sizes.Fixed: dims sized by a number or another tensor's shape
+    why: dict[int, str] = field(default_factory=dict)  # locked element -> the op and layer that locked it
+    context: str = ""  # the op being traced, named in lock reasons
+    values: dict[str, int] = field(default_factory=dict)  # every int attribute's value when traced
 
-    def new(self, n: int, locked: bool = False) -> torch.Tensor:
-        """``n`` fresh elements (``locked``: never prunable, e.g. zero padding or embeddings)."""
+    def new(self, n: int, locked: bool = False, interface: bool = False) -> torch.Tensor:
+        """``n`` fresh elements (``locked``: never prunable, e.g. zero padding; ``interface``: an
+        embedding's width, kept unless it turns out to be per-head, like T5's position bias)."""
         start = len(self.parent)
         self.parent.extend(range(start, start + n))
         if locked:
             self.locked.update(range(start, start + n))
+        if interface:
+            self.interface.update(range(start, start + n))
         return torch.arange(start, start + n)
 
     def find(self, x: int) -> int:
@@ -74,8 +83,24 @@ class Graph:
         flat = labels.reshape(-1)
         self.union(flat[:1], flat)
 
-    def lock(self, labels: torch.Tensor) -> None:
-        self.locked.update(int(v) for v in labels.reshape(-1).unique().tolist())
+    def lock(self, labels: torch.Tensor, why: str = "") -> None:
+        """Keep these elements; remember the op (and ``why``) for messages about what is not prunable."""
+        values = [int(v) for v in labels.reshape(-1).unique().tolist()]
+        self.locked.update(values)
+        reason = f"{self.context}: {why}" if why and self.context else why or self.context
+        if reason:
+            for v in values:
+                self.why.setdefault(v, reason)
+
+    def reasons(self, roots: set[int], limit: int = 3) -> list[str]:
+        """Distinct reasons why units with these roots were locked (first ``limit``, in trace order)."""
+        found: list[str] = []
+        for e, reason in self.why.items():
+            if reason not in found and self.find(e) in roots:
+                found.append(reason)
+                if len(found) == limit:
+                    break
+        return found
 
     def bind(self, module: str, name: str, dim: int, labels: torch.Tensor) -> None:
         """Say that index i of ``module.name`` along ``dim`` belongs to element ``labels[i]``."""
@@ -98,6 +123,11 @@ class Graph:
         return labels.contiguous()
 
 
+def aligned(labels: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Labels right-aligned (broadcast style) to ``ndim`` dimensions."""
+    return labels.reshape((1,) * (ndim - labels.dim()) + tuple(labels.shape))
+
+
 def varying(labels: torch.Tensor) -> list[int]:
     """Dimensions along which canonical labels vary."""
     return [d for d in range(labels.dim()) if labels.shape[d] > 1]
@@ -115,8 +145,9 @@ class Unit:
 
 def units_of(graph: Graph) -> tuple[list[Unit], set[int]]:
     """All units that own a parameter position, and the roots of the locked ones (model outputs included)."""
-    locked = {graph.find(e) for e in graph.locked | graph.outputs}
     heads = {graph.find(e) for e in graph.heads}
+    locked = {graph.find(e) for e in graph.locked | graph.outputs}
+    locked |= {r for r in (graph.find(e) for e in graph.interface) if r not in heads}
     by_root: dict[int, Unit] = {}
     for key, labels in graph.slots.items():
         for i, e in enumerate(labels.tolist()):

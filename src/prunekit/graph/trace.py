@@ -13,8 +13,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from ..errors import UnsupportedOperationError
-from .core import Graph
+from ..errors import PruneError, UnsupportedOperationError
+from .core import Graph, aligned
+from .sizes import install, measured, uninstall
 from .rules import LEAVES, RULES
 
 IGNORED = {"__get__", "dim", "size", "numel", "__len__", "is_floating_point", "is_complex", "data_ptr",
@@ -76,6 +77,9 @@ class Tracer(TorchFunctionMode):
         if self.leaf_depth:
             return out
         name = getattr(func, "__name__", str(func))
+        if name in ("size", "numel", "nelement") or (
+                name == "__get__" and getattr(getattr(func, "__self__", None), "__name__", "") == "shape"):
+            return self._measured(args, kwargs, out)
         if name in IGNORED:
             return out
         flat, _ = tree_flatten((args, kwargs))
@@ -85,8 +89,23 @@ class Tracer(TorchFunctionMode):
             return out
         if fn is None:
             self.fail(name, "prunekit has no channel rule for this operation")
-        fn(self, func, args, kwargs, out)
+        self.graph.context = f"{name!r} in layer {self.here()!r}"
+        try:
+            fn(self, func, args, kwargs, out)
+        except PruneError:
+            raise
+        except Exception as err:  # a rule that cannot follow this call: refused, never a raw error
+            self.fail(name, f"its channel rule cannot follow this call ({type(err).__name__}: {err})")
         return out
+
+    def _measured(self, args: tuple, kwargs: dict, out: Any) -> Any:
+        """Sizes read from a tensor, remembering which channels they count (see :mod:`.sizes`)."""
+        x = args[0]
+        labels = self.get(x)
+        if labels is not None:
+            labels = aligned(labels, x.dim())
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        return measured(out, labels, None if dim is None else dim % max(x.dim(), 1))
 
     # module hooks: names for messages, atomic rules for leaf modules ----------------------------
     def _pre(self, name: str) -> Callable:
@@ -118,10 +137,12 @@ class Tracer(TorchFunctionMode):
         args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
         was_training = self.model.training
         self.model.eval()
+        self.graph.values = install(self.model)
         try:
             with torch.enable_grad(), self:  # grad mode keeps torch's fused fast paths off
                 out = self.model(*args)
         finally:
+            uninstall(self.model)
             self.model.train(was_training)
             for h in handles:
                 h.remove()
@@ -132,7 +153,7 @@ class Tracer(TorchFunctionMode):
         return out
 
 
-_PRODUCERS = {"conv1d", "conv2d", "conv3d", "linear", "embedding", "addmm"}
+_PRODUCERS = {"conv1d", "conv2d", "conv3d", "linear", "embedding", "addmm", "__getitem__", "zeros", "ones", "full"}
 
 
 def _plain(out: Any) -> Any:

@@ -7,13 +7,14 @@ from torch import nn
 
 from ..errors import UnknownNameError
 from ..inputs import check_number
+from .gpt import GPT, gpt
 from .resnet import ResNet, resnet
 from .small import CNN, MLP, LeNet5, cnn, lenet5, lenet300, mlp
 from .vgg import VGG, vgg
 from .vit import ViT, vit_tiny
 from .weights import load_weights, read_state_dict
 
-# name -> (factory, default in_channels, default input size)
+# name -> (factory, default in_channels, default input size); a language model's size is (context,)
 _ZOO: dict[str, tuple[Callable[..., nn.Module], int, int]] = {
     "mlp": (mlp, 1, 28),
     "lenet300": (lenet300, 1, 28),
@@ -22,6 +23,8 @@ _ZOO: dict[str, tuple[Callable[..., nn.Module], int, int]] = {
     **{f"resnet{d}": (resnet(d), 3, 32) for d in (20, 32, 44, 56)},
     **{f"vgg{d}": (vgg(d), 3, 32) for d in (11, 16)},
     "vit-tiny": (vit_tiny, 1, 28),
+    "gpt": (gpt(dim=128, depth=4, heads=4, mlp=512), 1, (128,)),  # 0.83 M parameters at 256 bytes
+    "gpt-tiny": (gpt(dim=32, depth=1, heads=2, mlp=64), 1, (32,)),  # for tests
 }
 
 
@@ -36,7 +39,8 @@ def create(name: str, *, num_classes: int = 10, in_channels: int | None = None,
 
     ``in_channels`` / ``input_size`` default to the model's usual data (1×28×28 for the MNIST
     models and ``vit-tiny``, 1×8×8 for ``cnn``, 3×32×32 for the CIFAR ResNets and VGGs); ``options`` go to the
-    model (for example ``hidden=(64,)`` for ``mlp``).
+    model (for example ``hidden=(64,)`` for ``mlp``). For the language models ``gpt`` and ``gpt-tiny``,
+    ``num_classes`` is the vocabulary (256 for bytes) and ``input_size`` the context length in tokens.
     """
     if name not in _ZOO:
         raise UnknownNameError(f"unknown model {name!r}; valid models: {', '.join(names())}")
@@ -52,4 +56,4 @@ def create(name: str, *, num_classes: int = 10, in_channels: int | None = None,
 
 
 __all__ = ["create", "names", "load_weights", "read_state_dict",
-           "MLP", "CNN", "LeNet5", "ResNet", "VGG", "ViT"]
+           "MLP", "CNN", "LeNet5", "ResNet", "VGG", "ViT", "GPT"]

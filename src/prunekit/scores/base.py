@@ -72,16 +72,26 @@ class Score(ABC):
     (``context.rows``) to bound memory; set it False for a score that must see the whole tensor.
     What a score needs is declared for the harness and the CLI to read: ``needs_data`` (batches
     ``data=``), ``needs_loss`` (it differentiates ``loss_fn``, cross-entropy by default),
-    ``needs_example_inputs``. A ``pointwise`` score (|w|) may be called on any gathered entries,
-    which lets exact selection bracket its threshold from a sample without a full scoring pass.
+    ``needs_example_inputs``, ``needs_calibration`` (``data=`` are model inputs whose per-layer
+    statistics the score collects, see :mod:`prunekit.calibration`; labels are optional). A
+    ``pointwise`` score (|w|) may be called on any gathered entries, which lets exact selection
+    bracket its threshold from a sample without a full scoring pass.
+    A ``needs_example_inputs`` score given no ``data=`` receives the example inputs as ``data`` in ``prepare``.
+    ``rounds`` > 1 asks the engine to prune in that many rounds to exponentially growing sparsities,
+    rescoring after each (SynFlow; see :mod:`prunekit.iterative`).
     """
 
     reduce = "sum"
     needs_data = False
     needs_loss = False
     needs_example_inputs = False
+    needs_calibration = False
+    rounds = 1  # prune-and-rescore rounds within one prune call (no training between them)
     elementwise = True  # scores of a row block depend only on that block: scored in chunks
     pointwise = False  # an entry's score depends only on its own value: a sample of entries scores alone
+
+    def plan(self, parts: list, structure: Any, scope: Any, sparsity: float | None) -> None:
+        """Runs before ``prepare`` with what will be selected: for a score that also prunes (SparseGPT)."""
 
     def prepare(self, model: nn.Module, targets: list[Target], data: Any, loss_fn: Any) -> Any:
         return None

@@ -6,8 +6,11 @@ matmul that runtimes agree on.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -54,6 +57,23 @@ def check_onnx(path: str | Path, model: nn.Module, example_inputs: Any, rtol: fl
     return worst
 
 
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """Keep the exporter's warnings and log lines (optional torchvision ops, deprecations) off a normal run."""
+    if verbose:
+        yield
+        return
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_onnx(
     model: nn.Module,
     example_inputs: Any,
@@ -62,12 +82,14 @@ def export_onnx(
     dynamic_batch: bool = True,
     verify: bool = True,
     opset: int | None = None,
+    verbose: bool = False,
 ) -> Path:
     """Export ``model`` in eval mode to ONNX at ``path`` with torch's exporter; returns the path.
 
     ``example_inputs`` is a tensor or a tuple of positional tensors. ``dynamic_batch`` leaves the
     first axis of every input free. ``verify`` runs the file in onnxruntime and raises
-    :class:`ExportError` unless its outputs equal PyTorch's (rtol 1e-4).
+    :class:`ExportError` unless its outputs equal PyTorch's (rtol 1e-4). The exporter's own warnings
+    and log lines are shown only with ``verbose=True``.
     """
     from torch.export import Dim
 
@@ -79,10 +101,11 @@ def export_onnx(
     was_training = model.training
     model.eval()
     try:
-        torch.onnx.export(
-            model, args, str(path), dynamo=True, input_names=names, dynamic_shapes=dynamic,
-            opset_version=opset, verbose=False,
-        )
+        with _quiet(verbose):
+            torch.onnx.export(
+                model, args, str(path), dynamo=True, input_names=names, dynamic_shapes=dynamic,
+                opset_version=opset, verbose=verbose,
+            )
         if verify:
             check_onnx(path, model, args)
     except ExportError:

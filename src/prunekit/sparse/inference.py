@@ -20,6 +20,7 @@ from ..inputs import check_forward
 from ..masks import unprune
 from ..metrics import time_interleaved
 from ..structures import NM
+from ..structures.tensors import extra_weights, is_attention
 from .kernels import SparseLinear, is_pointwise, semi_structured, semi_structured_available, sparse_layer
 
 RTOL = 1e-4
@@ -103,6 +104,23 @@ def _candidate(module: nn.Module, min_sparsity: float) -> float | None:
     return zeros if zeros >= min_sparsity else None
 
 
+def _no_kernel(model: nn.Module, min_sparsity: float) -> tuple[list[LayerChoice], set[str]]:
+    """Sparse recurrent and attention layers, which stay dense (with the reason), and the layers they read."""
+    plan, covered = [], set()
+    for name, module in model.named_modules():
+        weights = [getattr(module, n) for n in extra_weights(module)]
+        if is_attention(module):
+            covered.add(f"{name}.out_proj" if name else "out_proj")
+            weights.append(module.out_proj.weight)
+        total = sum(w.numel() for w in weights)
+        zeros = total and 1.0 - sum(int(torch.count_nonzero(w)) for w in weights) / total
+        if total and zeros >= min_sparsity:
+            reads = "in_proj and out_proj weights" if is_attention(module) else "weights"
+            plan.append(LayerChoice(name, type(module).__name__, zeros, "dense", reason=(
+                f"(no sparse kernel: {type(module).__name__} runs dense kernels on its {reads})")))
+    return plan, covered
+
+
 def _decide(name, module, x, zeros, policy, repeats, semi, margin) -> tuple[nn.Module | None, LayerChoice]:
     kind = type(module).__name__
     dense_out = module(x)
@@ -149,7 +167,8 @@ def sparsify(
     faster, then times the whole model both ways and goes back to dense unless the mix is ``margin`` faster;
     ``policy="sparse"`` always takes the sparse kernel (for memory). On a CUDA GPU with compute
     capability >= 8.0, layers whose weights follow the 2:4 pattern are tried with PyTorch's
-    semi-structured tensors first. Outputs match the dense model to ``rtol=1e-4``. The copy carries masks no longer (it is for inference) and ``sparsify_plan``
+    semi-structured tensors first. LSTM / GRU / RNN and MultiheadAttention layers stay dense (torch
+    runs them with fused dense kernels); the plan says so. Outputs match the dense model to ``rtol=1e-4``. The copy carries masks no longer (it is for inference) and ``sparsify_plan``
     lists every decision. The original model is not changed.
     """
     check_forward(model, example_inputs)
@@ -158,9 +177,10 @@ def sparsify(
     fast = copy.deepcopy(model).eval()
     unprune(fast)
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    zeros = {n: z for n, m in fast.named_modules() if (z := _candidate(m, min_sparsity)) is not None}
+    dense_only, covered = _no_kernel(fast, min_sparsity)
+    zeros = {n: z for n, m in fast.named_modules() if n not in covered and (z := _candidate(m, min_sparsity)) is not None}
     modules = dict(fast.named_modules())
-    plan, swaps = SparsifyPlan(), []
+    plan, swaps = SparsifyPlan(dense_only), []
     with torch.no_grad():
         inputs = _capture(fast, {n: modules[n] for n in zeros}, args)
         device = next((x.device for x in inputs.values()), torch.device("cpu"))

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
-from ..errors import NoPrunableLayersError
-from ..inputs import check_not_parametrized, check_ties
+from ..errors import NoPrunableLayersError, UnsupportedLayerError
+from ..inputs import check_ties
 from ..masks import attach, mask_of
 from ..names import Matcher
 from ..registry import Registry
 from ..scores import Score, ScoreContext, Target
+from .tensors import behind, extra_weights, warn_locked
 
 if TYPE_CHECKING:
     from ..scope import Scope
@@ -132,31 +134,48 @@ class Structure(ABC):
         return f"{type(self).__name__}()"
 
 
-def prunable(model: nn.Module, exclude: Any = ()) -> list[Target]:
-    """The weights prunekit prunes by default: Linear and (transposed) Conv weights, minus ``exclude``.
+def prunable(model: nn.Module, exclude: Any = (), *, layers_only: bool = False) -> list[Target]:
+    """The weights prunekit prunes by default, minus ``exclude``: Linear and (transposed) Conv weights,
+    and (unless ``layers_only``) LSTM / GRU / RNN and MultiheadAttention projection weights.
 
     ``exclude`` holds rules of :mod:`prunekit.names` (module names covering their submodules,
-    parameter names, globs, types). A weight shared by several modules is counted once.
+    parameter names, globs, types). A weight shared by several modules is counted once. A weight
+    behind ``spectral_norm`` or ``weight_norm`` is pruned through the parametrization's input; other
+    parametrized weights are left dense with a warning (see :mod:`prunekit.structures.tensors`).
     """
     skip = exclude if isinstance(exclude, Matcher) else Matcher(model, exclude)
-    check_not_parametrized(model, PRUNABLE_TYPES)
     check_ties(model, lambda name, module: skip(name, module, "weight"), PRUNABLE_TYPES)
+    warn_locked(model, PRUNABLE_TYPES, skip, layers_only)
     found, seen, any_prunable = [], set(), False
-    for name, module in model.named_modules():
-        if not isinstance(module, PRUNABLE_TYPES) or not isinstance(module.weight, nn.Parameter):
-            continue
+    for name, module, holder, pname, rule in _weights(model, layers_only):
         any_prunable = True
-        if skip(name, module, "weight") or id(module.weight) in seen:
+        param = getattr(holder, pname)
+        if skip(name, module, rule) or id(param) in seen:
             continue
-        seen.add(id(module.weight))
-        found.append(Target(f"{name}.weight" if name else "weight", module, "weight"))
+        seen.add(id(param))
+        qname = f"{name}.{pname}" if holder is module else f"{name}.parametrizations.weight.{pname}"
+        found.append(Target(qname.lstrip("."), holder, pname))
     if not any_prunable:
-        raise NoPrunableLayersError(
-            f"{type(model).__name__} has no prunable layer (Linear, Conv1d/2d/3d or ConvTranspose)"
-        )
+        kinds = "Linear, Conv1d/2d/3d or ConvTranspose" + ("" if layers_only else ", LSTM/GRU/RNN or MultiheadAttention")
+        raise NoPrunableLayersError(f"{type(model).__name__} has no prunable layer ({kinds})")
     if not found:
         raise NoPrunableLayersError(f"exclude={list(skip.rules)!r} excludes every prunable layer")
     return found
+
+
+def _weights(model: nn.Module, layers_only: bool) -> Iterator[tuple[str, nn.Module, nn.Module, str, str]]:
+    """(layer name, layer, holder, tensor name, name for exclude rules) of every maskable weight."""
+    for name, module in model.named_modules():
+        if isinstance(module, PRUNABLE_TYPES):
+            if parametrize.is_parametrized(module, "weight"):
+                found = behind(module, "weight")
+                if not isinstance(found, str) and not layers_only:
+                    yield name, module, *found, "weight"
+            elif isinstance(module.weight, nn.Parameter):
+                yield name, module, module, "weight", "weight"
+        elif not layers_only:
+            for pname in extra_weights(module):
+                yield name, module, module, pname, pname
 
 
 class TensorStructure(Structure):
@@ -168,7 +187,7 @@ class TensorStructure(Structure):
         """Raise :class:`UnsupportedLayerError` when the parameter cannot be cut this way."""
 
     def parts(self, ctx: Context) -> list[Part]:
-        targets = prunable(ctx.model, ctx.exclude)
+        targets = prunable(ctx.model, ctx.exclude, layers_only=self.removes_outputs)
         names = {id(m): n for n, m in ctx.model.named_modules()}
         if self.removes_outputs:
             kept = ctx.outputs()
@@ -179,7 +198,10 @@ class TensorStructure(Structure):
                     f"kept whole by structure {self.name!r}; name it in prune_outputs=[...] to prune its outputs"
                 )
         for t in targets:
-            self.check(t.module, t.pname)
+            try:
+                self.check(t.module, t.pname)
+            except UnsupportedLayerError as err:  # name the tensor: the layer type alone may be ambiguous
+                raise type(err)(f"{t.qname}: {err}") from None
         return [Part(t.qname, [(names[id(t.module)], t.module, t.pname)], self.num_units(t.module, t.pname), [t], i)
                 for i, t in enumerate(targets)]
 

@@ -89,9 +89,12 @@ class Channels(Structure):
         cands = candidates(graph, units, locked - self._named_outputs(graph, units, ctx), self.kind,
                            lambda n, m: ctx.exclude(n, m))
         if not cands:
+            mine = {u.root for u in units if u.kind == self.kind and u.root in locked}
+            why = "; ".join(graph.reasons(mine))
             raise NoPrunableLayersError(
-                f"no prunable {self.kind} found: every unit is locked (outputs, embeddings, channel-mixing norms) "
-                "or excluded" + ("; heads come from attention layers" if self.kind == "heads" else "")
+                f"no prunable {self.kind} found: every unit is locked (outputs, embeddings, channel-mixing norms, "
+                "dims sized by a number in forward) or excluded" + ("; heads come from attention layers" if self.kind == "heads" else "")
+                + (f". Locked by {why}" if why else "")
             )
         by_slot = slot_units(graph, units)
         traced = Traced(graph, units, pruned_roots(graph, units, locked), MacCounter(graph, units, by_slot))

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrize import ParametrizationList
 
 from ..errors import InvalidSparsityError, UnsupportedLayerError
 from ..scope import BlockLocal
@@ -64,8 +65,9 @@ class NM(Weights):
         axis = self.input_axis(module)
         if weight.dim() < 2 or weight.shape[axis] % self.m:
             size = weight.shape[axis] if weight.dim() >= 2 else weight.numel()
+            kind = "a parametrized weight" if isinstance(module, ParametrizationList) else type(module).__name__
             raise UnsupportedLayerError(
-                f"structure {self.name!r} needs the input size of {type(module).__name__} to be a multiple "
+                f"structure {self.name!r} needs the input size of {kind} to be a multiple "
                 f"of {self.m} (it is {size}); exclude that layer with exclude=[...]"
             )
 

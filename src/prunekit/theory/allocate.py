@@ -23,7 +23,7 @@ from .stats import min_samples
 JOINT_GRID = tuple(1 - 2 ** (-j / 4) for j in range(33))
 
 
-@dataclass
+@dataclass(repr=False)
 class Allocation:
     """The answer of :func:`max_sparsity`.
 
@@ -43,6 +43,21 @@ class Allocation:
     reports: dict[str, GapReport] = field(default_factory=dict)
     norm: str = "l2"
     relative: bool = False
+
+    def __repr__(self) -> str:
+        """A readable summary: the target, the per-layer ratios with P(gap ≤ ε), and the joint result."""
+        p, low, high = self.joint.prob_within(self.eps, self.norm, self.relative)
+        gap = f"{'relative ' if self.relative else ''}{self.norm} gap"
+        lines = [f"Allocation(mode={self.mode}: P({gap} ≤ {self.eps:g}) ≥ {1 - self.delta:g}; "
+                 f"overall sparsity {self.sparsity:.4f})",
+                 f"  {'layer':<24} sparsity  P(gap ≤ ε) alone [interval]"]
+        for row in self.table():
+            lines.append(f"  {row['layer']:<24} {row['sparsity']:8.4f}  {row['p_within']:.3f} "
+                         f"[{row['p_low']:.3f}, {row['p_high']:.3f}]")
+        lines.append(f"  all layers together: P(gap ≤ ε) = {p:.3f} [{low:.3f}, {high:.3f}]")
+        return "\n".join(lines)
+
+    __str__ = __repr__
 
     def table(self) -> list[dict[str, Any]]:
         """One row per layer: name, chosen sparsity, and P(gap ≤ ε) with its interval (layer alone)."""

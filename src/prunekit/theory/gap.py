@@ -128,7 +128,7 @@ class Evaluator:
         prune(
             model, None if per_layer else sparsity, structure=self.structure, score=self.score,
             scope=dict(sparsity) if per_layer else self.scope, seed=self.seed * _SEED_STRIDE + trial,
-            **self.prune_options,
+            **{"allow_collapse": True, **self.prune_options},  # a collapsed layer is measured as a large gap
         )
         if self.rescale:
             with torch.no_grad():

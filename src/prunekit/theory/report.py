@@ -18,7 +18,7 @@ from .stats import clopper_pearson, mean_interval
 NORMS = ("l2", "linf")
 
 
-@dataclass
+@dataclass(repr=False)
 class GapReport:
     """Output gaps of one pruning configuration. ``over`` is ``"inputs"`` or ``"masks"`` (see module doc).
 
@@ -36,6 +36,17 @@ class GapReport:
     ref_linf: torch.Tensor
     confidence: float = 0.95
     layers: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """A few readable lines (not the sample tensors): what was pruned and the gap's statistics."""
+        mean, low, high = self.mean_sq_interval()
+        target = self.sparsity if isinstance(self.sparsity, (int, float)) else f"{len(self.sparsity)} per-layer ratios"
+        return (f"GapReport(score={self.score}, sparsity={target}, achieved {self.achieved:.4f}; "
+                f"{self.n_inputs} inputs × {self.trials} mask draws, intervals over {self.over})\n"
+                f"  E‖Δy‖² = {mean:.4g}  [{low:.4g}, {high:.4g}] ({100 * self.confidence:g}%)\n"
+                f"  ‖Δy‖: median {self.quantile(0.5):.4g}, q90 {self.quantile(0.9):.4g}, sup {self.sup():.4g}")
+
+    __str__ = __repr__
 
     @property
     def trials(self) -> int:

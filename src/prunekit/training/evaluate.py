@@ -1,4 +1,8 @@
-"""Evaluation: top-1 / top-5 accuracy and mean loss, shared by the loop and its callbacks."""
+"""Evaluation: top-1 / top-5 accuracy and mean loss, shared by the loop and its callbacks.
+
+Outputs hold classes on their last dimension: ``(B, C)`` for a classifier, ``(B, T, V)`` for a
+language model whose targets ``(B, T)`` are next tokens; a target of ``-100`` is not scored.
+"""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -19,11 +23,25 @@ def device_of(model: nn.Module, device: Any) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+IGNORE = -100  # a target that is not scored (torch's ignore_index)
+
+
+def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over scored targets, classes on the last dimension of ``out``."""
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
+
+
+def scored(y: torch.Tensor) -> int:
+    """How many targets of ``y`` are scored (one per example for a classifier, per token for an LM)."""
+    return int((y != IGNORE).sum())
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Any, *, batch_size: int = 512, loss_fn: Callable | None = None,
              device: Any = None) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (fractions) and mean loss of ``model`` on a Dataset or DataLoader."""
-    loss_fn = loss_fn or F.cross_entropy  # a mean-reduced loss, weighted back by batch size
+    """Top-1 and top-5 accuracy (fractions) and mean loss of ``model`` on a Dataset or DataLoader,
+    per scored target (per token for a language model, whose ``exp(loss)`` is the perplexity)."""
+    loss_fn = loss_fn or cross_entropy  # a mean-reduced loss, weighted back by its scored targets
     dev = device_of(model, device)
     was_training = model.training
     model.eval()
@@ -32,12 +50,13 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 512, loss_fn: Cal
     for x, y in batches(data, batch_size):
         x, y = x.to(dev), y.to(dev)
         out = model(x)
-        loss += float(loss_fn(out, y)) * len(y)
-        top = out.topk(min(5, out.shape[1]), dim=1).indices
-        hit = top == y[:, None]
-        correct1 += int(hit[:, 0].sum())
-        correct5 += int(hit.any(1).sum())
-        n += len(y)
+        count = scored(y)
+        if count:
+            loss += float(loss_fn(out, y)) * count
+        hit = out.topk(min(5, out.shape[-1]), dim=-1).indices == y[..., None]
+        correct1 += int(hit[..., 0].sum())
+        correct5 += int(hit.any(-1).sum())
+        n += count
     model.train(was_training)
     if n == 0:
         raise PruneError("cannot evaluate on an empty dataset")

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import batches, num_batches
 from ..errors import PruneError
 from ..inputs import check_training
 from .callbacks import Callback, Checkpoint, History, TrainState, load_model_state, read_checkpoint, restore_checkpoint
-from .evaluate import device_of, evaluate
+from .evaluate import cross_entropy, device_of, evaluate, scored
 
 LRSchedule = Callable[[int, int], float]  # (step, total steps) -> multiplier of the base LR
 
@@ -91,7 +90,7 @@ def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None =
     if (epochs if steps is None else steps) < 0:
         raise PruneError("epochs/steps must be >= 0")
     dev = device_of(model, device)
-    loss_fn = loss_fn or F.cross_entropy
+    loss_fn = loss_fn or cross_entropy
     per_epoch = num_batches(train, batch_size)
     total = steps if steps is not None else epochs * per_epoch
     n_epochs = math.ceil(total / per_epoch) if per_epoch else 0
@@ -128,9 +127,10 @@ def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None =
                 loss.backward()
                 opt.step()
                 state.step += 1
-                seen += len(y)
-                loss_sum += loss.item() * len(y)
-                correct += int((out.argmax(1) == y).sum())
+                count = scored(y)
+                seen += count
+                loss_sum += loss.item() * count
+                correct += int((out.argmax(-1) == y).sum())
                 for cb in callbacks:
                     cb.on_step_end(state)
                 update(advance=1, description=f"epoch {state.epoch + 1}/{n_epochs} loss {loss.item():.3f}")

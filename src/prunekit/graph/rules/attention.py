@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import along
-from .registry import leaf
+from .registry import leaf, rule
 
 if TYPE_CHECKING:
     from ..trace import Tracer
@@ -102,3 +102,11 @@ def mha_leaf(tr: Tracer, name: str, module: nn.MultiheadAttention, args, kwargs,
 
 
 leaf(nn.MultiheadAttention, PrunedMultiheadAttention)(mha_leaf)
+
+
+@rule("repeat_interleave", "repeat", "tile")
+def repeated(tr: Tracer, func, args, kwargs, out) -> None:
+    """Repeating a tensor repeats its labels: grouped-query attention's KV heads serve their query heads."""
+    if any(isinstance(a, torch.Tensor) for a in list(args[1:]) + list(kwargs.values())):
+        tr.fail(func.__name__, "the repeat counts are a tensor, so the repeated layout is not known")
+    tr.set(out, func(tr.full(args[0]), *args[1:], **kwargs))

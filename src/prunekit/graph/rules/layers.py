@@ -5,11 +5,13 @@ the incoming labels; norms and per-channel parameters follow; anything channel-m
 """
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
 
 from ..core import MacTerm, varying
+from . import perhead
 from .registry import rule
 
 if TYPE_CHECKING:
@@ -40,6 +42,17 @@ def _shape_at(n: int, d: int, ndim: int) -> list[int]:
     return shp
 
 
+def _computed(tr: Tracer, x, out, dim: int, op: str) -> None:
+    """A layer whose weight is computed, not a parameter (weight_norm, spectral_norm): its channels stay."""
+    lab = tr.get(x)
+    if lab is not None:
+        tr.graph.lock(lab)
+    n = out.shape[dim]
+    tr.set(out, tr.graph.new(n, locked=True).reshape(_shape_at(n, dim, out.dim())))
+    warnings.warn(f"layer {tr.here()!r}: its {op} weight is computed (by a parametrization such as weight_norm), "
+                  "not a parameter, so its input and output channels are kept", UserWarning, stacklevel=2)
+
+
 def _owner(tr: Tracer, t, op: str) -> tuple[str, str]:
     owner = tr.param(t)
     if owner is None:
@@ -53,6 +66,8 @@ def conv(tr: Tracer, func, args, kwargs, out) -> None:
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
     groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
     op = func.__name__
+    if tr.param(w) is None:
+        return _computed(tr, x, out, 1, op)
     m, p = _owner(tr, w, op)
     cout, cin = w.shape[0], x.shape[1]
     lab = along(tr, x, 1, op)
@@ -84,6 +99,8 @@ def conv_transpose(tr: Tracer, func, args, kwargs, out) -> None:
     x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
     groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
+    if tr.param(w) is None:
+        return _computed(tr, x, out, 1, func.__name__)
     m, p = _owner(tr, w, func.__name__)
     lab = along(tr, x, 1, func.__name__)
     cout = w.shape[1] * groups
@@ -117,6 +134,8 @@ def _dense(tr: Tracer, x, w, bias, in_dim: int, out_dim: int, op: str) -> tuple[
 def linear(tr: Tracer, func, args, kwargs, out) -> None:
     x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    if tr.param(w) is None:
+        return _computed(tr, x, out, -1, "linear")
     out_lab, tracked = _dense(tr, x, w, bias, 1, 0, "linear")
     m, p = tr.param(w)
     in_slot = (m, p, 1) if tracked else None
@@ -126,10 +145,11 @@ def linear(tr: Tracer, func, args, kwargs, out) -> None:
 
 @rule("embedding")
 def embedding(tr: Tracer, func, args, kwargs, out) -> None:
-    """Embeddings are kept whole: their width is the model's interface."""
+    """Embeddings are kept whole (their width is the model's interface) unless each column is a head's
+    (T5's relative-position bias): then a column goes with its head."""
     w = args[1] if len(args) > 1 else kwargs["weight"]
     m, p = _owner(tr, w, "embedding")
-    out_lab = tr.graph.new(w.shape[1], locked=True)
+    out_lab = tr.graph.new(w.shape[1], interface=True)
     tr.graph.bind(m, p, 1, out_lab)
     tr.set(out, out_lab.reshape(_shape_at(w.shape[1], -1, out.dim())))
 
@@ -184,6 +204,8 @@ def product_labels(tr: Tracer, a, b, out, op: str) -> torch.Tensor | None:
 def sdpa(tr: Tracer, func, args, kwargs, out) -> None:
     """softmax(q kᵀ) v: q and k pair per channel, heads couple across q, k and v."""
     q, k, v = args[:3]
+    if kwargs.get("enable_gqa") and k.dim() > 2 and q.shape[-3] != k.shape[-3]:
+        k, v = (_repeat_heads(tr, t, q.shape[-3] // t.shape[-3]) for t in (k, v))
     scores = torch.empty(q.shape[:-1] + (k.shape[-2],))
     kt = k.transpose(-1, -2)
     if tr.get(k) is not None:
@@ -191,7 +213,22 @@ def sdpa(tr: Tracer, func, args, kwargs, out) -> None:
     lab = product_labels(tr, q, kt, scores, "scaled_dot_product_attention")
     if lab is not None:
         tr.set(scores, lab)
+        perhead.attn_mask(tr, args[3] if len(args) > 3 else kwargs.get("attn_mask"), scores)
     tr.set(out, product_labels(tr, scores, v, out, "scaled_dot_product_attention"))
+
+
+def _repeat_heads(tr: Tracer, t: torch.Tensor, groups: int) -> torch.Tensor:
+    """Grouped-query attention: key/value head j serves query heads j·groups … (j+1)·groups − 1.
+
+    A stand-in with each head repeated carries the labels, so every query head pairs with its KV head
+    and a KV group with its query heads becomes one unit (``num_heads % num_key_value_heads`` holds).
+    """
+    rep = torch.empty(t.shape[:-3] + (t.shape[-3] * groups,) + t.shape[-2:], device="meta")
+    lab = tr.get(t)
+    if lab is not None:
+        lab = lab.reshape((1,) * (t.dim() - lab.dim()) + tuple(lab.shape))
+        tr.set(rep, lab.repeat_interleave(groups, -3) if lab.shape[-3] > 1 else lab)
+    return rep
 
 
 @rule("batch_norm", "instance_norm")

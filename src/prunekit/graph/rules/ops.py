@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..core import varying
+from .. import sizes
+from . import perhead
+from .reshape import AS_SHAPE_OF, RESHAPE, reshape_groups, shape_of, split_units
+from ..core import aligned, varying
 from .registry import rule
 
 if TYPE_CHECKING:
@@ -38,11 +41,6 @@ REDUCE = ("sum", "mean", "amax", "amin", "max", "min", "var", "std", "norm", "lo
           "argmin", "softmax", "log_softmax", "_softmax", "cumsum", "var_mean", "std_mean")
 HEAD_ATTRS = ("num_heads", "n_head", "n_heads", "num_attention_heads", "nhead", "heads", "split_size",
               "all_head_size", "inner_dim", "num_key_value_heads")
-
-
-def aligned(labels: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Labels right-aligned (broadcast style) to ``ndim`` dimensions."""
-    return labels.reshape((1,) * (ndim - labels.dim()) + tuple(labels.shape))
 
 
 def outputs(out) -> list[torch.Tensor]:
@@ -78,7 +76,7 @@ def _follow(tr: Tracer, t: torch.Tensor, labels: torch.Tensor, ndim: int) -> Non
         return
     owner = tr.param(t)
     if owner is None or len(spans) > 1 or len(varying(labels)) > 1:
-        tr.graph.lock(labels)
+        tr.graph.lock(labels, "an untraced tensor (a buffer or a constant) spans these channels")
         return
     d = spans[0]
     tr.graph.bind(owner[0], owner[1], d - offset, labels.movedim(d, 0).reshape(labels.shape[d], -1)[:, 0])
@@ -125,9 +123,18 @@ def reduce(tr: Tracer, func, args, kwargs, out) -> None:
 def shape(tr: Tracer, func, args, kwargs, out) -> None:
     """View-like ops: apply the same op to the labels; splitting a labelled dim makes head units."""
     x = args[0]
+    name = func.__name__
+    if name in AS_SHAPE_OF:
+        return shape_of(tr, func, args, out)
+    if tr.get(x) is None:  # e.g. a parameter table indexed by a buffer
+        if name == "__getitem__":
+            perhead.table_rows(tr, x, out)
+        return
     if any(tr.get(a) is not None for a in _flat(args[1:])):
-        tr.fail(func.__name__, "a tracked tensor is used as an index")
+        tr.fail(name, "a tracked tensor is used as an index")
     full = tr.full(x)
+    if name == "view" and not (len(args) == 2 and isinstance(args[1], torch.dtype)):
+        func = torch.Tensor.reshape  # labels are ids: an expanded label tensor may not be viewable
     new = func(full, *[tr.full(a) if tr.get(a) is not None else a for a in args[1:]], **kwargs)
     before = tr.graph.canonical(full)
     lost = set(before.unique().tolist()) - set(tr.graph.roots(new).unique().tolist())
@@ -135,36 +142,17 @@ def shape(tr: Tracer, func, args, kwargs, out) -> None:
         tr.graph.lock(before)
     after = tr.graph.canonical(new)
     split = False
-    if func.__name__ in RESHAPE:
+    if name in RESHAPE:
+        told = {d: size for _, d, size in sizes.sized_dims(name, args, kwargs, [out])}
         for ins, outs in reshape_groups(tuple(x.shape), tuple(out.shape)):
             if len(outs) > 1 and any(before.shape[i] > 1 for i in ins):
-                d = outs[-1]  # e.g. (B, T, E) -> (B, T, H, hd) or (B, T, 3, H, hd): a head is one unit
-                tr.graph.union(after, after.narrow(d, 0, 1))
+                for d in split_units(outs, told, after):
+                    tr.graph.union(after, after.narrow(d, 0, 1))
                 split = True
         after = tr.graph.canonical(after)
     tr.set(out, after)
     _record_attrs(tr, args[1:], tr.get(out), heads=split)
-
-
-RESHAPE = ("view", "reshape", "flatten", "unflatten", "view_as", "reshape_as")
-
-
-def reshape_groups(a: tuple[int, ...], b: tuple[int, ...]) -> list[tuple[list[int], list[int]]]:
-    """Which dims of shape ``a`` become which dims of shape ``b`` under a contiguous reshape."""
-    res, i, j = [], 0, 0
-    while i < len(a) or j < len(b):
-        ia, jb = ([i] if i < len(a) else []), ([j] if j < len(b) else [])
-        pa, pb = (a[i] if i < len(a) else 1), (b[j] if j < len(b) else 1)
-        i, j = i + 1, j + 1
-        while pa != pb and pa and pb:
-            if (pa < pb and i < len(a)) or j >= len(b):
-                ia.append(i)
-                pa, i = pa * a[i], i + 1
-            else:
-                jb.append(j)
-                pb, j = pb * b[j], j + 1
-        res.append((ia, jb))
-    return res
+    sizes.record(tr, name, args, kwargs, [out])
 
 
 @rule(*SPLIT)
@@ -182,6 +170,7 @@ def split(tr: Tracer, func, args, kwargs, out) -> None:
     for o, l in zip(out, labs):
         tr.set(o, l)
     _record_attrs(tr, args[1:], tr.get(out[0]))
+    sizes.record(tr, func.__name__, args, kwargs, list(out))
 
 
 def _flat(items) -> list:
