@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import CompactionError
 from .core import aligned
-
-if TYPE_CHECKING:
-    from .trace import Tracer
 
 Expr = tuple  # ("attr", name) | ("const", v) | ("shape", v, labels) | ("numel", v) | (operator name, Expr, Expr)
 _OPS: dict[str, Callable[[int, int], int]] = {
@@ -217,7 +214,7 @@ def _invert(expr: Expr, name: str, env: dict[str, int], target: int) -> int | No
     return None
 
 
-def record(tr: "Tracer", name: str, args: tuple, kwargs: dict, outs: list[torch.Tensor]) -> None:
+def record(tr: Any, name: str, args: tuple, kwargs: dict, outs: list[torch.Tensor]) -> None:
     """Remember each output dimension of a shape op whose size came from module attributes, a number
     written in the code, or another tensor's shape: compaction solves the first and checks the others."""
     for i, d, size in sized_dims(name, args, kwargs, outs):

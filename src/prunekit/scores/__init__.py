@@ -10,7 +10,7 @@ from .magnitude import L1, L2, Magnitude
 from .random import Random
 from .snip import SNIP
 from .synflow import SynFlow
-from .blocks import BlockInfluence, BlockScore, BranchNorm, SkipLoss
+from .blocks import BlockInfluence, BlockScore, BranchNorm, SkipLoss, StreamChange
 from .unit import BNScale, FPGM
 from .sparsegpt import SparseGPT
 from .wanda import Wanda
@@ -18,4 +18,4 @@ from .wanda import Wanda
 __all__ = ["Score", "ScoreContext", "Target", "register", "registry", "by_slice", "reduce_units",
            "Magnitude", "L1", "L2", "Gradient", "Taylor", "Random", "BNScale", "FPGM", "Wanda", "SparseGPT",
            "SNIP", "GraSP", "GraSPMagnitude", "SynFlow",
-           "BlockScore", "BlockInfluence", "BranchNorm", "SkipLoss"]
+           "BlockScore", "StreamChange", "BlockInfluence", "BranchNorm", "SkipLoss"]

@@ -6,6 +6,7 @@ dim 1 of 4-D/5-D (convolutional) tensors and along the last dim otherwise (token
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, Callable, Iterable
 
 import torch
@@ -56,8 +57,16 @@ class BlockScore(Score):
         finally:
             model.train(was_training)
 
+    @abstractmethod
     def measure(self, model: nn.Module, blocks: Named, inputs: Iterable, state: dict) -> torch.Tensor:
         """One score per block, higher = more important (no grad, eval mode)."""
+
+
+class StreamChange(BlockScore):
+    """A block score read from how much each block changes the stream: ``change(input, output)``."""
+
+    def measure(self, model: nn.Module, blocks: Named, inputs: Iterable, state: dict) -> torch.Tensor:
+        """The mean ``change`` of every block's input to its output over the calibration inputs."""
         totals = torch.zeros(len(blocks), dtype=torch.float64)
         n = 0
         seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -78,12 +87,13 @@ class BlockScore(Score):
                 h.remove()
         return totals / max(n, 1)
 
+    @abstractmethod
     def change(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        raise NotImplementedError
+        """How far a block's output rows ``y`` are from its input rows ``x`` (higher = more important)."""
 
 
 @register("block-influence")
-class BlockInfluence(BlockScore):
+class BlockInfluence(StreamChange):
     """1 − mean cosine similarity of a block's input and output, per position (ShortGPT, Men et al. 2024)."""
 
     def change(self, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -91,7 +101,7 @@ class BlockInfluence(BlockScore):
 
 
 @register("branch-norm")
-class BranchNorm(BlockScore):
+class BranchNorm(StreamChange):
     """‖output − input‖ / ‖input‖ per position, averaged: the residual branch's size relative to the stream."""
 
     def change(self, x: torch.Tensor, y: torch.Tensor) -> float:
