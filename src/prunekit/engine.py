@@ -20,7 +20,7 @@ from .latency import for_latency
 from .masks import Masks
 from .scores import Score, Target
 from .structures import Context, Part, Structure, TensorStructure
-from .threads import one_thread
+from .threads import cores_busy, one_thread
 
 
 def _finite(t: torch.Tensor) -> bool:
@@ -75,7 +75,7 @@ def run(
     parts = structure.parts(ctx)
     targets = list({t.qname: t for p in parts for t in p.targets}.values())
     if check_finite:
-        with one_thread():  # one memory-bound sum per weight: slower, not faster, on two busy threads
+        with one_thread(cores_busy()):  # memory-bound sums: faster on idle cores, slower on busy ones
             bad = next((t for t in targets if not _finite(t.param)), None)
         if bad is not None:
             raise NonFiniteWeightsError(
@@ -102,7 +102,7 @@ def run(
         keeps, _ = for_latency(structure, parts, _selector(parts, scope), latency_reduction, ctx.model,
                                ctx.example_inputs)
     else:
-        with one_thread():  # chunked selection: many small memory-bound ops
+        with one_thread(cores_busy()):  # chunked selection: many small memory-bound ops
             keeps = for_macs(structure, parts, scope, macs_reduction) if macs_reduction is not None \
                 else scope.select(parts, sparsity)
             keeps = [rounded(p, keep) for p, keep in zip(parts, keeps)]
