@@ -182,7 +182,8 @@ def test_the_data_decides_the_metric():
     from prunekit.data.text import windows
 
     text = windows(torch.arange(100) % 5, 8)
-    assert task_metric.for_data(text) is task_metric.PERPLEXITY and task_metric.for_data(digits()[1]) is task_metric.TOP1
+    assert task_metric.for_data(text) is task_metric.PERPLEXITY
+    assert task_metric.for_data(digits()[1]) is task_metric.TOP1
     evaluated = {"top1": 0.5, "top5": 0.9, "loss": 1.0}
     assert task_metric.PERPLEXITY.compute(evaluated) == pytest.approx(math.e)
     assert task_metric.TOP1.compute(evaluated) == 0.5

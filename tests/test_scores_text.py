@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import prunekit as pk
-from prunekit.losses import IGNORE, cross_entropy
 from prunekit.data.text import windows
+from prunekit.losses import IGNORE, cross_entropy
 
 DATA_SCORES = [n for n in pk.scores.registry.names() if pk.scores.registry.lookup(n).needs_data]
 

@@ -19,7 +19,8 @@ PLOTS = {
     "accuracy_vs_theoretical_speedup.png": ("theoretical_speedup", "theoretical speedup (dense MACs / nonzero MACs, log₂)"),
     "accuracy_vs_measured_speedup.png": ("measured_speedup", "measured speedup (dense latency / deployed latency, log₂)"),
 }
-MEASURED_NOTE = ("vertical bars: ± std of the test metric over seeds; horizontal bars: quartiles of per-round latency ratios; "
+MEASURED_NOTE = ("vertical bars: ± std of the test metric over seeds; "
+                 "horizontal bars: quartiles of per-round latency ratios; "
                  "grey band: noise floor (dense vs dense); hollow: inside the floor, no measured effect")
 
 

@@ -85,10 +85,12 @@ def best_table(pair: tuple[str, str], methods: dict[str, dict[float, list[dict]]
     (its validation metric and the runner-up's beside it)."""
     names, metric = sorted(methods), of_pair(methods)
     ratios = sorted({c for m in methods.values() for c in m})
-    lines = [f"| compression | best (chosen on val) | val {metric.name}{metric.direction}: best / next | " + " | ".join(names) + " |",
+    head = f"| compression | best (chosen on val) | val {metric.name}{metric.direction}: best / next | "
+    lines = [head + " | ".join(names) + " |",
              "|---:|---|---|" + "---:|" * len(names)]
     for c in ratios:
-        cells = [_fmt([r[metric.reported] for r in methods[n][c]], metric) if methods[n].get(c) else "—" for n in names]
+        cells = [_fmt([r[metric.reported] for r in methods[n][c]], metric) if methods[n].get(c) else "—"
+                 for n in names]
         ranked = best_on_val(methods, c)
         val = " / ".join(f"{metric.shown(v):.2f}" for _, v in ranked[:2])
         lines.append(f"| {c:g} | **{ranked[0][0] if ranked else ''}** | {val} | " + " | ".join(cells) + " |")
@@ -99,7 +101,8 @@ def best_on_val(methods: dict[str, dict[float, list[dict]]], c: float) -> list[t
     """(method, mean validation metric) at compression ``c``, best first (lowest perplexity, highest
     top-1; ties: name order)."""
     metric = of_pair(methods)
-    vals = [(n, statistics.fmean(r[metric.select_on] for r in methods[n][c])) for n in sorted(methods) if methods[n].get(c)]
+    vals = [(n, statistics.fmean(r[metric.select_on] for r in methods[n][c]))
+            for n in sorted(methods) if methods[n].get(c)]
     return metric.best_first(vals)
 
 
@@ -202,7 +205,8 @@ def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: 
         lines += [f"## {pair[0]} / {pair[1]}", ""]
         if d:
             metric = of_pair(grouped[pair])
-            spread = f" ± {metric.shown(d[1]):.2f}{metric.unit} over {d[2]} seeds" if d[2] > 1 else f"{metric.unit} (1 seed)"
+            spread = (f" ± {metric.shown(d[1]):.2f}{metric.unit} over {d[2]} seeds" if d[2] > 1
+                      else f"{metric.unit} (1 seed)")
             lines += [f"Dense test {metric.name}: {metric.shown(d[0]):.2f}{spread}.", ""]
         floor = noise.get(pair)
         lines += best_table(pair, grouped[pair]) + [""]

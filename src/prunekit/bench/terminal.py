@@ -40,7 +40,8 @@ def _tables(pair: tuple[str, str], methods: dict, dense: tuple | None, width: in
     out = []
     for i in range(0, len(ratios), per_table):
         chunk = ratios[i:i + per_table]
-        rows = [[name] + [_cell(methods[name][c], best[c] == name, metric) if methods[name].get(c) else "—" for c in chunk]
+        rows = [[name] + [_cell(methods[name][c], best[c] == name, metric) if methods[name].get(c) else "—"
+                          for c in chunk]
                 for name in sorted(methods)]
         out.append(table(title if i == 0 else None, ["method", *(f"×{c:g}" for c in chunk)], rows))
     return out

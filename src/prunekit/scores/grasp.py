@@ -38,7 +38,8 @@ def hessian_gradient(model: nn.Module, targets: list[Target], data: Any, loss_fn
                                             allow_unused=True)
                 z = sum((gi * fi).sum() for gi, fi in zip(grads, fixed) if gi is not None)
                 if not isinstance(z, torch.Tensor) or not z.requires_grad:
-                    raise MissingDataError("the loss does not depend on the prunable weights; GraSP needs a loss through them")
+                    raise MissingDataError("the loss does not depend on the prunable weights; "
+                                           "GraSP needs a loss through them")
                 for acc, h in zip(hg, torch.autograd.grad(z, params, allow_unused=True)):
                     if h is not None:
                         acc.add_(h)
