@@ -28,7 +28,8 @@ def gpt() -> torch.nn.Module:
 def _prune(model: torch.nn.Module, name: str, batch: tuple, **options) -> pk.Masks:
     if issubclass(pk.scores.registry.lookup(name), pk.scores.BlockScore):  # block scores rank whole blocks
         options.update(structure="blocks", example_inputs=batch[0])
-    return pk.prune(model, 0.5, score=name, scope="layer", data=batch, exclude=["head"], **options)
+    options.setdefault("data", batch)
+    return pk.prune(model, 0.5, score=name, scope="layer", exclude=["head"], **options)
 
 
 def test_every_data_score_is_checked():
@@ -37,11 +38,14 @@ def test_every_data_score_is_checked():
 
 @pytest.mark.parametrize("name", DATA_SCORES)
 def test_data_scores_prune_a_causal_lm_on_text(name):
-    batch = text_batch()
+    """``data=`` a DataLoader of text windows, as a user would pass it."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = text_batch()
     model = gpt()
-    _prune(model, name, batch)
+    _prune(model, name, (x, y), data=DataLoader(TensorDataset(x, y), batch_size=2))
     assert 0 < pk.sparsity(model) < 1
-    assert torch.isfinite(cross_entropy(model(batch[0]), batch[1]))
+    assert torch.isfinite(cross_entropy(model(x), y))
 
 
 @pytest.mark.parametrize("name", [n for n in DATA_SCORES if pk.scores.registry.lookup(n).needs_loss])
