@@ -115,7 +115,10 @@ def prune(
     count and batch only.
     ``score``: any registered score (magnitude, l1, l2, gradient/taylor/snip/grasp/grasp-abs with
     ``data=``, synflow with ``example_inputs=``, random, bn-scale, fpgm, wanda/sparsegpt with
-    calibration inputs as ``data=``). ``scope``: ``"global"``,
+    calibration inputs as ``data=``). Scores that take a loss use ``loss_fn`` or, by default, the training
+    loop's cross-entropy (:mod:`prunekit.losses`): classes on the last dimension, so a language model's
+    ``(B, T, V)`` logits with ``(B, T)`` next-token targets work, and targets of -100 are skipped.
+    ``scope``: ``"global"``,
     ``"layer"``, ``"row"`` (the same fraction in every output row) or per-layer ratios ``{name: ratio}``.
     ``exclude`` and per-layer keys are :mod:`prunekit.names` rules (a module name covers its
     submodules; a name that matches nothing raises). Neuron, channel and head pruning keep the

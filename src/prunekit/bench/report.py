@@ -1,8 +1,10 @@
 """Reports from a benchmark directory: ``runs.csv``, PNG tradeoff plots and ``report.md``.
 
 Every curve is the mean over seeds with ± one standard deviation, one panel per dataset/model pair,
-every method (the random baseline included). The best method at each compression is chosen on
-validation accuracy; the test accuracy is only reported, never used to choose.
+every method (the random baseline included). Each pair is judged by its task metric (top-1 accuracy,
+or perplexity for a language model, lower being better; see :mod:`prunekit.bench.task_metric`). The
+best method at each compression is chosen on the validation metric; the test metric is only reported,
+never used to choose.
 """
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PruneError
-from .plots import ACCURACY, PLOTS, plot
+from . import task_metric
+from .plots import PLOTS, plot
 from .speed import FLOOR_QUANTILE, above_floor, noise_floor
 from .store import DB_NAME, Store
-
-SELECT_ON = "finetuned_val_top1"
+from .task_metric import TaskMetric, of_pair
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -48,9 +50,9 @@ def write_csv(runs: list[dict[str, Any]], path: Path) -> None:
                        + [m.get(k, "") for k in keys])
 
 
-def _fmt(values: list[float]) -> str:
-    """Percent, mean ± std over seeds; a single seed has no spread to show."""
-    m, s = mean_std([100 * v for v in values])
+def _fmt(values: list[float], metric: TaskMetric) -> str:
+    """As the metric is shown (top-1 in percent), mean ± std over seeds; a single seed has no spread to show."""
+    m, s = mean_std([metric.shown(v) for v in values])
     return f"{m:.2f}" if len(values) == 1 else f"{m:.2f} ± {s:.2f}"
 
 
@@ -79,31 +81,37 @@ def speedup_text(runs: list[dict], floor: float | None) -> str:
 
 
 def best_table(pair: tuple[str, str], methods: dict[str, dict[float, list[dict]]]) -> list[str]:
-    """Markdown rows: test top-1 of every method at each compression, the best chosen on validation
-    (its validation top-1 and the runner-up's beside it)."""
-    names = sorted(methods)
+    """Markdown rows: the test metric of every method at each compression, the best chosen on validation
+    (its validation metric and the runner-up's beside it)."""
+    names, metric = sorted(methods), of_pair(methods)
     ratios = sorted({c for m in methods.values() for c in m})
-    lines = ["| compression | best (chosen on val) | val top-1: best / next | " + " | ".join(names) + " |",
+    head = f"| compression | best (chosen on val) | val {metric.name}{metric.direction}: best / next | "
+    lines = [head + " | ".join(names) + " |",
              "|---:|---|---|" + "---:|" * len(names)]
     for c in ratios:
-        cells = [_fmt([r[ACCURACY] for r in methods[n][c]]) if methods[n].get(c) else "—" for n in names]
+        cells = [_fmt([r[metric.reported] for r in methods[n][c]], metric) if methods[n].get(c) else "—"
+                 for n in names]
         ranked = best_on_val(methods, c)
-        val = " / ".join(f"{100 * v:.2f}" for _, v in ranked[:2])
+        val = " / ".join(f"{metric.shown(v):.2f}" for _, v in ranked[:2])
         lines.append(f"| {c:g} | **{ranked[0][0] if ranked else ''}** | {val} | " + " | ".join(cells) + " |")
     return lines
 
 
 def best_on_val(methods: dict[str, dict[float, list[dict]]], c: float) -> list[tuple[str, float]]:
-    """(method, mean validation top-1) at compression ``c``, best first (ties: name order)."""
-    vals = [(n, statistics.fmean(r[SELECT_ON] for r in methods[n][c])) for n in sorted(methods) if methods[n].get(c)]
-    return sorted(vals, key=lambda t: -t[1])
+    """(method, mean validation metric) at compression ``c``, best first (lowest perplexity, highest
+    top-1; ties: name order)."""
+    metric = of_pair(methods)
+    vals = [(n, statistics.fmean(r[metric.select_on] for r in methods[n][c]))
+            for n in sorted(methods) if methods[n].get(c)]
+    return metric.best_first(vals)
 
 
 def _dense(store: Store) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """(dataset, model) → mean, std and count over seeds of the dense model's test metric."""
     by_pair: dict = defaultdict(list)
     for b in store.bases():
         if b["status"] == "done":
-            by_pair[(b["dataset"], b["model"])].append(b["metrics"]["test_top1"])
+            by_pair[(b["dataset"], b["model"])].append(b["metrics"][f"test_{task_metric.of(b['metrics']).key}"])
     return {p: (*mean_std(v), len(v)) for p, v in by_pair.items()}
 
 
@@ -136,11 +144,11 @@ def _largest_batch(metrics: dict) -> int:
 
 def deploy_table(methods: dict[str, dict[float, list[dict]]], structures: dict[str, str],
                  floor: float | None) -> list[str]:
-    """Markdown rows: per method and compression, accuracy beside what the deployed model costs
+    """Markdown rows: per method and compression, the test metric beside what the deployed model costs
     (file, nonzero MACs, latency at the largest batch) and the measured speedup with its spread."""
     some = next(iter(next(iter(methods.values())).values()))[0]
-    b = _largest_batch(some)
-    lines = [f"| method | compression | structure | deployed as | test top-1 | file kB (dense) | MACs (dense) "
+    b, metric = _largest_batch(some), of_pair(methods)
+    lines = [f"| method | compression | structure | deployed as | test {metric.name} | file kB (dense) | MACs (dense) "
              f"| latency b{b} ms (dense) | measured speedup [quartiles] |",
              "|---|---:|---|---|---:|---:|---:|---:|---|"]
     for method in sorted(methods):
@@ -149,11 +157,19 @@ def deploy_table(methods: dict[str, dict[float, list[dict]]], structures: dict[s
             med = lambda k: statistics.median(m[k] for m in ms)  # noqa: E731
             lines.append(
                 f"| {method} | {c:g} | {structures.get(method) or '?'} | {', '.join(f'{f} ×{n}' for f, n in forms.items())} "
-                f"| {_fmt([m[ACCURACY] for m in ms])} | {med('file_bytes') / 1e3:,.1f} ({med('dense_file_bytes') / 1e3:,.1f}) "
+                f"| {_fmt([m[metric.reported] for m in ms], metric)} | {med('file_bytes') / 1e3:,.1f} ({med('dense_file_bytes') / 1e3:,.1f}) "
                 f"| {med('nonzero_macs'):,.0f} ({med('macs'):,.0f}) "
                 f"| {1e3 * med(f'latency_b{b}_s'):.3f} ({1e3 * med(f'dense_latency_b{b}_s'):.3f}) "
                 f"| {speedup_text(ms, floor)} |")
     return lines
+
+
+def _judged_by(grouped: dict) -> str:
+    """The report's opening words on what its numbers are (top-1 accuracy, perplexity or both)."""
+    metrics = sorted({of_pair(methods) for methods in grouped.values()}, key=lambda m: m.lower_is_better)
+    if metrics in ([], [task_metric.TOP1]):
+        return "Accuracy is test top-1 (%)"
+    return "Numbers are " + " and ".join(m.axis for m in metrics)
 
 
 def _forms(finished: list) -> str:
@@ -174,7 +190,7 @@ def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: 
                  for s in sessions if s["done"]) or "none finished") + ".",
              f"Machine: {env.get('machine', '?')}, {env.get('cpu_count', '?')} CPUs; torch {env.get('torch_version', '?')}, "
              f"python {env.get('python_version', '?')}, prunekit {env.get('prunekit_version', '?')}.", "",
-             f"Accuracy is test top-1 (%) after fine-tuning, {seeds_text(len(config.get('seeds') or [0]))}; the "
+             f"{_judged_by(grouped)} after fine-tuning, {seeds_text(len(config.get('seeds') or [0]))}; the "
              "fine-tuning checkpoint and the best method are chosen on the validation split, never on test. "
              "Measured speedup: median latency of the dense model over the pruned model as deployed, timed "
              "side by side with an identical dense copy in the same process at the largest batch size, with "
@@ -188,8 +204,10 @@ def _markdown(config: dict, counts: dict, dense: dict, grouped: dict, finished: 
         d = dense.get(pair)
         lines += [f"## {pair[0]} / {pair[1]}", ""]
         if d:
-            spread = f" ± {100 * d[1]:.2f} % over {d[2]} seeds" if d[2] > 1 else " % (1 seed)"
-            lines += [f"Dense test top-1: {100 * d[0]:.2f}{spread}.", ""]
+            metric = of_pair(grouped[pair])
+            spread = (f" ± {metric.shown(d[1]):.2f}{metric.unit} over {d[2]} seeds" if d[2] > 1
+                      else f"{metric.unit} (1 seed)")
+            lines += [f"Dense test {metric.name}: {metric.shown(d[0]):.2f}{spread}.", ""]
         floor = noise.get(pair)
         lines += best_table(pair, grouped[pair]) + [""]
         structures = {r["method"]: r.get("structure") for r in finished if (r["dataset"], r["model"]) == pair}

@@ -22,6 +22,7 @@ from .. import choices
 from ..training.callbacks import Callback
 from ..training.driver import Retraining
 from ..errors import PruneError
+from . import task_metric
 from .config import BaseSpec, RunSpec, TrainSettings
 from .deploy import deploy, file_bytes
 from .methods import GradualSettings
@@ -68,13 +69,12 @@ def _evaluate(model: nn.Module, prefix: str, val: Any, test: Any) -> dict[str, f
 
 
 def _metrics(model: nn.Module, data: Any) -> dict[str, float]:
-    """Accuracies and mean loss; on text, per token, with the perplexity (lower is better) beside them."""
+    """Accuracies and mean loss (on text, per token) with the data's task metric beside them (perplexity)."""
     from .. import evaluate
-    from ..data.text import TextWindows, perplexity
 
     out = evaluate(model, data)
-    if isinstance(data, TextWindows):
-        out["perplexity"] = perplexity(out["loss"])
+    metric = task_metric.for_data(data)
+    out[metric.key] = metric.compute(out)
     return out
 
 
@@ -122,7 +122,7 @@ def train_base(spec: BaseSpec, env: Env) -> dict[str, Any]:
             epochs = []
         else:
             epochs = _train(model, train, val, spec.train, spec.seed, snaps)
-        metrics = _evaluate(model, "", val, test)
+        metrics = {**_evaluate(model, "", val, test), task_metric.RECORD: task_metric.for_data(test).key}
         payload: dict[str, Any] = model.state_dict()
         if snaps:
             payload = {"state_dict": payload, "rewind": {s.step: s.state for s in snaps if s.state is not None}}
@@ -241,7 +241,9 @@ def _prune_and_finetune(spec: RunSpec, model: nn.Module, data: tuple, base_metri
     score_data = _score_data(spec, train) if need.data else None
     example = _example_inputs(train) if need.example_inputs else None
     schedule = _schedule(spec, model, prune_inputs(m.prune_options(spec.base.seed, spec.base.model), score_data, example))
-    metrics = {f"dense_{k}": v for k, v in base_metrics.items() if k.endswith(("top1", "top5", "loss"))}
+    metric = task_metric.for_data(test)
+    metrics = {f"dense_{k}": v for k, v in base_metrics.items() if k.endswith(("top1", "top5", "loss", metric.key))}
+    metrics[task_metric.RECORD] = metric.key
 
     def pruned(rnd: int, last: bool, pruned_model: nn.Module) -> None:
         if last:  # accuracy right after the last pruning, before its retraining

@@ -1,6 +1,7 @@
-"""What ``prunekit demo`` and ``prunekit bench`` print: per dataset/model, test accuracy of every method at
-every compression as a ``rich`` table that fits the terminal (one line per method, never wrapped), the
-best method per compression marked (chosen on validation), and the measured-speedup noise floor."""
+"""What ``prunekit demo`` and ``prunekit bench`` print: per dataset/model, the test metric (top-1 accuracy, or
+perplexity for a language model) of every method at every compression as a ``rich`` table that fits the
+terminal (one line per method, never wrapped), the best method per compression marked (chosen on
+validation), and the measured-speedup noise floor."""
 from __future__ import annotations
 
 import statistics
@@ -9,17 +10,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .plots import ACCURACY
 from .report import _dense, best_on_val, floors, groups, mean_std, seeds_text
 from .speed import above_floor
 from .store import Store
+from .task_metric import TaskMetric, of_pair
 
 METHOD_WIDTH = 18  # the longest baseline name, global-magnitude, and a margin
 
 
-def _cell(runs: list[dict], best: bool) -> str:
-    m, s = mean_std([100 * r[ACCURACY] for r in runs])
-    text = f"{m:.1f}" if len(runs) == 1 else f"{m:.1f}±{s:.1f}"
+def _cell(runs: list[dict], best: bool, metric: TaskMetric) -> str:
+    m, s = mean_std([metric.shown(r[metric.reported]) for r in runs])
+    d = metric.decimals
+    text = f"{m:.{d}f}" if len(runs) == 1 else f"{m:.{d}f}±{s:.{d}f}"
     return text + ("*" if best else " ")
 
 
@@ -31,14 +33,15 @@ def _tables(pair: tuple[str, str], methods: dict, dense: tuple | None, width: in
     n_seeds = max(len(runs) for m in methods.values() for runs in m.values())
     cell = 6 if n_seeds == 1 else 10
     per_table = max(1, (width - METHOD_WIDTH - 2) // (cell + 2))
-    seeds = seeds_text(n_seeds)
-    title = f"{pair[0]} / {pair[1]}: test top-1 %, {seeds}"
+    seeds, metric = seeds_text(n_seeds), of_pair(methods)
+    title = f"{pair[0]} / {pair[1]}: {metric.title}, {seeds}"
     if dense:
-        title += f"; dense {100 * dense[0]:.1f}"
+        title += f"; dense {metric.shown(dense[0]):.{metric.decimals}f}"
     out = []
     for i in range(0, len(ratios), per_table):
         chunk = ratios[i:i + per_table]
-        rows = [[name] + [_cell(methods[name][c], best[c] == name) if methods[name].get(c) else "—" for c in chunk]
+        rows = [[name] + [_cell(methods[name][c], best[c] == name, metric) if methods[name].get(c) else "—"
+                          for c in chunk]
                 for name in sorted(methods)]
         out.append(table(title if i == 0 else None, ["method", *(f"×{c:g}" for c in chunk)], rows))
     return out
@@ -72,5 +75,6 @@ def print_summary(directory: str | Path, console: Console | None = None) -> None
         console.print(_speed_line(pair, grouped[pair], noise.get(pair)))
         console.print()
     if grouped:
-        console.print("* best at that compression, chosen on validation accuracy (never on test); "
+        nouns = " / ".join(sorted({of_pair(methods).noun for methods in grouped.values()}))
+        console.print(f"* best at that compression, chosen on validation {nouns} (never on test); "
                       f"full report: {Path(directory) / 'report.md'}")

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from ..errors import DataFileError, PruneError
+from ..losses import IGNORE
 from .base import ArrayDataset
 
-IGNORE = -100  # the target that cross-entropy skips (torch's default ignore_index)
 SUMMARIES = "summaries_en.jsonl.gz"
 WIKITEXT = {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.raw"}
 SPLITS = ("train", "val", "test")

@@ -71,7 +71,8 @@ class Score(ABC):
     call (gradients, for example). An ``elementwise`` score is called on blocks of rows
     (``context.rows``) to bound memory; set it False for a score that must see the whole tensor.
     What a score needs is declared for the harness and the CLI to read: ``needs_data`` (batches
-    ``data=``), ``needs_loss`` (it differentiates ``loss_fn``, cross-entropy by default),
+    ``data=``), ``needs_loss`` (it differentiates ``loss_fn``, by default the training loss,
+    :func:`prunekit.losses.cross_entropy`),
     ``needs_example_inputs``, ``needs_calibration`` (``data=`` are model inputs whose per-layer
     statistics the score collects, see :mod:`prunekit.calibration`; labels are optional). A
     ``pointwise`` score (|w|) may be called on any gathered entries, which lets exact selection

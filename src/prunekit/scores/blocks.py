@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import MissingDataError, PruneError
 from ..graph.blocks import first_tensor
+from ..losses import cross_entropy
 from .base import Score, Target, register
 from .gradient import batches
 
@@ -118,7 +119,7 @@ class SkipLoss(BlockScore):
     def measure(self, model: nn.Module, blocks: Named, inputs: Iterable, state: dict) -> torch.Tensor:
         if state.get("data") is None:
             raise MissingDataError("score 'skip-loss' measures the loss: pass data=(x, y) or an iterable of batches")
-        loss_fn: Callable = state.get("loss_fn") or F.cross_entropy
+        loss_fn: Callable = state.get("loss_fn") or cross_entropy
         inputs = list(inputs)
 
         def loss() -> float:

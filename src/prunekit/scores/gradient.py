@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MissingDataError
+from ..losses import cross_entropy
 from .base import Score, ScoreContext, Target, register
 
 
@@ -31,7 +31,7 @@ def accumulate_gradients(
         raise MissingDataError(
             "this score needs data: pass data=(x, y) or an iterable of (x, y) batches"
         )
-    loss_fn = loss_fn or F.cross_entropy
+    loss_fn = loss_fn or cross_entropy
     params = [t.param for t in targets]
     saved = [p.grad for p in params]
     grads = [torch.zeros_like(p) for p in params]

@@ -4,10 +4,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import MissingDataError
+from ..losses import cross_entropy
 from .base import Score, ScoreContext, Target, register
 from .gradient import accumulate_gradients, batches
 
@@ -17,31 +18,34 @@ def hessian_gradient(model: nn.Module, targets: list[Target], data: Any, loss_fn
     """H g for each target by double backpropagation: g = ∂L/∂θ, then Hg = ∂(gᵀ stop(g))/∂θ, L on logits / T.
 
     Both passes average over the batches of ``data``; the model runs in eval mode and its grads are left as found.
+    Attention runs on its plain (math) kernel, the one with second derivatives (causal LMs, Transformers).
     """
-    loss_fn = loss_fn or F.cross_entropy
+    loss_fn = loss_fn or cross_entropy
 
     def scaled(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return loss_fn(out / temperature, y)
 
-    g = accumulate_gradients(model, targets, data, scaled)
-    params = [t.param for t in targets]
-    fixed = [g[t.qname] for t in targets]
-    hg = [torch.zeros_like(p) for p in params]
-    was_training, device, n = model.training, params[0].device, 0
-    model.eval()
-    try:
-        for x, y in batches(data):
-            grads = torch.autograd.grad(scaled(model(x.to(device)), y.to(device)), params, create_graph=True,
-                                        allow_unused=True)
-            z = sum((gi * fi).sum() for gi, fi in zip(grads, fixed) if gi is not None)
-            if not isinstance(z, torch.Tensor) or not z.requires_grad:
-                raise MissingDataError("the loss does not depend on the prunable weights; GraSP needs a loss through them")
-            for acc, h in zip(hg, torch.autograd.grad(z, params, allow_unused=True)):
-                if h is not None:
-                    acc.add_(h)
-            n += 1
-    finally:
-        model.train(was_training)
+    with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no second derivative
+        g = accumulate_gradients(model, targets, data, scaled)
+        params = [t.param for t in targets]
+        fixed = [g[t.qname] for t in targets]
+        hg = [torch.zeros_like(p) for p in params]
+        was_training, device, n = model.training, params[0].device, 0
+        model.eval()
+        try:
+            for x, y in batches(data):
+                grads = torch.autograd.grad(scaled(model(x.to(device)), y.to(device)), params, create_graph=True,
+                                            allow_unused=True)
+                z = sum((gi * fi).sum() for gi, fi in zip(grads, fixed) if gi is not None)
+                if not isinstance(z, torch.Tensor) or not z.requires_grad:
+                    raise MissingDataError("the loss does not depend on the prunable weights; "
+                                           "GraSP needs a loss through them")
+                for acc, h in zip(hg, torch.autograd.grad(z, params, allow_unused=True)):
+                    if h is not None:
+                        acc.add_(h)
+                n += 1
+        finally:
+            model.train(was_training)
     return {t.qname: h / n for t, h in zip(targets, hg)}
 
 

@@ -1,18 +1,19 @@
 """Evaluation: top-1 / top-5 accuracy and mean loss, shared by the loop and its callbacks.
 
 Outputs hold classes on their last dimension: ``(B, C)`` for a classifier, ``(B, T, V)`` for a
-language model whose targets ``(B, T)`` are next tokens; a target of ``-100`` is not scored.
+language model whose targets ``(B, T)`` are next tokens; a target of ``-100`` is not scored (see
+:mod:`prunekit.losses`, whose cross-entropy is the default loss).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import batches
 from ..errors import PruneError
+from ..losses import cross_entropy, scored
 
 
 def device_of(model: nn.Module, device: Any) -> torch.device:
@@ -21,19 +22,6 @@ def device_of(model: nn.Module, device: Any) -> torch.device:
         return torch.device(device)
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-IGNORE = -100  # a target that is not scored (torch's ignore_index)
-
-
-def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over scored targets, classes on the last dimension of ``out``."""
-    return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
-
-
-def scored(y: torch.Tensor) -> int:
-    """How many targets of ``y`` are scored (one per example for a classifier, per token for an LM)."""
-    return int((y != IGNORE).sum())
 
 
 @torch.no_grad()

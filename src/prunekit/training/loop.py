@@ -18,7 +18,8 @@ from ..data.base import batches, num_batches
 from ..errors import PruneError
 from ..inputs import check_training
 from .callbacks import Callback, Checkpoint, History, TrainState, load_model_state, read_checkpoint, restore_checkpoint
-from .evaluate import cross_entropy, device_of, evaluate, scored
+from ..losses import cross_entropy, scored
+from .evaluate import device_of, evaluate
 
 LRSchedule = Callable[[int, int], float]  # (step, total steps) -> multiplier of the base LR
 
