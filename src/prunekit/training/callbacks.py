@@ -18,8 +18,9 @@ from .evaluate import evaluate
 class History:
     """Per-epoch records (dicts of numbers) and the epoch chosen on validation accuracy."""
 
-    def __init__(self, records: list[dict[str, float]] | None = None):
+    def __init__(self, records: list[dict[str, float]] | None = None, select_on: str = "top1"):
         self.records: list[dict[str, float]] = list(records or [])
+        self.select_on = select_on  # "top1" (highest wins) or "loss" (lowest wins: perplexity for text)
         self.since = 0  # epochs up to this one are no candidates: pruning inside training changed the model after them
 
     def __len__(self) -> int:
@@ -37,10 +38,11 @@ class History:
 
     @property
     def best_epoch(self) -> int | None:
-        """The epoch (1-based) with the highest validation top-1 (earliest on ties) among the epochs after
-        ``since``; None without val."""
-        scored = [r for r in self.records if "val_top1" in r and r["epoch"] > self.since]
-        return max(scored, key=lambda r: (r["val_top1"], -r["epoch"]))["epoch"] if scored else None
+        """The epoch (1-based) with the best validation ``select_on`` (highest top-1 or lowest loss; earliest
+        on ties) among the epochs after ``since``; None without val."""
+        key, sign = f"val_{self.select_on}", -1 if self.select_on == "loss" else 1
+        scored = [r for r in self.records if key in r and r["epoch"] > self.since]
+        return max(scored, key=lambda r: (sign * r[key], -r["epoch"]))["epoch"] if scored else None
 
     def __repr__(self) -> str:
         return f"History({len(self)} epochs, last={self.last})"
@@ -147,13 +149,13 @@ def restore_checkpoint(path: Path, state: TrainState) -> None:
 
 
 class Checkpoint(Callback):
-    """Writes ``last.pt`` after every epoch and ``best.pt`` when validation top-1 improves."""
+    """Writes ``last.pt`` after every epoch and ``best.pt`` when the validation metric improves."""
 
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
 
     def on_epoch_end(self, state: TrainState) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        if "val_top1" in state.record and state.history.best_epoch == state.epoch:
+        if state.history.best_epoch == state.epoch:
             _atomic_save({"model": state.model.state_dict(), "epoch": state.epoch}, self.dir / "best.pt")
         save_checkpoint(self.dir / "last.pt", state)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..data.base import batches, num_batches
+from ..data.text import TextWindows
 from ..errors import PruneError
 from ..inputs import check_training
 from .callbacks import Callback, Checkpoint, History, TrainState, load_model_state, read_checkpoint, restore_checkpoint
@@ -68,19 +69,30 @@ def _progress(enabled: bool, total: int, done: int):
         yield lambda **kw: bar.update(task, **kw)
 
 
+def _select_on(select_on: str | None, val: Any) -> str:
+    """The validation metric that picks the best epoch: as given, else the loss for text (perplexity)."""
+    if select_on is None:
+        return "loss" if isinstance(getattr(val, "dataset", val), TextWindows) else "top1"
+    if select_on not in ("top1", "loss"):
+        raise PruneError(f"select_on must be 'top1' or 'loss', got {select_on!r}")
+    return select_on
+
+
 def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = None, steps: int | None = None,
           seed: int = 0, batch_size: int = 128, lr: float = 0.1, optimizer: str | Callable = "sgd",
           momentum: float = 0.9, weight_decay: float = 0.0, lr_schedule: str | LRSchedule = "constant",
           milestones: Sequence[float] = (), gamma: float = 0.1, warmup_steps: int = 0,
           schedule_offset: int = 0, schedule_total: int | None = None, loss_fn: Callable | None = None,
           callbacks: Sequence[Callback] = (), checkpoint_dir: str | Path | None = None, resume: bool = False,
-          restore_best: bool = False, eval_batch_size: int = 512, progress: bool = True,
-          device: Any = None) -> History:
+          restore_best: bool = False, select_on: str | None = None, eval_batch_size: int = 512,
+          progress: bool = True, device: Any = None) -> History:
     """Train ``model`` in place for ``epochs`` (or ``steps`` optimizer steps) and return its History.
 
     Deterministic for a ``seed``: the global RNG is seeded and each epoch's shuffle comes from
     (seed, epoch). ``val`` is evaluated after each epoch; ``restore_best`` loads the weights of the
-    best validation epoch at the end (the test set is never used for selection). The LR follows
+    best validation epoch at the end (the test set is never used for selection); ``select_on`` is
+    "top1" (highest) or "loss" (lowest), by default "loss" for text windows (perplexity), else
+    "top1". The LR follows
     ``lr_schedule`` over the run; ``milestones`` are epochs. ``schedule_offset``/``schedule_total``
     place the run inside a longer schedule (rewinding). With ``checkpoint_dir`` a checkpoint is
     written after every epoch, and ``resume=True`` continues from it exactly.
@@ -107,6 +119,7 @@ def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None =
         restore_checkpoint(ckpt.dir / "last.pt", state)
         if restore_best and (ckpt.dir / "best.pt").exists():
             best = read_checkpoint(ckpt.dir / "best.pt")["model"]
+    state.history.select_on = _select_on(select_on, val)
     for cb in callbacks:
         cb.on_train_begin(state)
     model.train()
