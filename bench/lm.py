@@ -198,22 +198,27 @@ def acceptance(res: dict) -> str:
             f"SparseGPT ≤ Wanda: {'yes' if ppl['sparsegpt'] <= ppl['wanda'] else 'no'}.")
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The options of this bench (bench/lm_depth.py adds its own to them)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="wiki-summaries", choices=["wiki-summaries", "wikitext"])
     ap.add_argument("--cache", default=str(CACHE), help="where the trained dense model is kept")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets" / "wiki-summaries"))
-    ap.add_argument("--model", default="gpt")
+    ap.add_argument("--model", default="gpt-8x160")
     ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--calib-windows", type=int, default=128)
     ap.add_argument("--eval-windows", type=int, default=1024, help="the first N windows of test and validation")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train-only", action="store_true", help="train and cache the dense model, then stop")
-    ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from lm.json")
-    return ap.parse_args(argv)
+    ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from the JSON")
+    return ap
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    return parser().parse_args(argv)
 
 
 def main() -> None:
