@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> dict:
 def markdown(res: dict) -> str:
     b, n = res["base"], res["depth"]
     k = n - res["rows"][0]["blocks_left"] if res["rows"] else 0
-    lines = [START, f"## Depth pruning of the byte-level GPT (issue 14, `bench/lm_depth.py`)", "",
+    lines = [START, "## Depth pruning of the byte-level GPT (issue 14, `bench/lm_depth.py`)", "",
              f"Model `{b['model']}` ({b['params'] / 1e6:.2f} M parameters, {n} blocks), the dense model of `bench/lm.py`. "
              f"`pk.prune(structure=\"blocks\", sparsity={res['fraction']})` removes {k} of the {n} decoder blocks by each "
              f"score, `pk.compact` deletes them (the model keeps {n - k} blocks). Scores are calibrated on "
@@ -100,7 +100,8 @@ def markdown(res: dict) -> str:
         name = r["score"] + (f" (seed {r['seed']})" if r["score"] == "random" else "")
         lines.append(f"| {name} | {', '.join(map(str, r['removed']))} | {r['test_ppl']:.3f} | {r['ft_test_ppl']:.3f} |")
     lines += ["", "The dense row's fine-tuned column is the dense model given the same extra steps: the part of "
-              "the recovery that extra training alone gives.", "",
+              "the recovery that extra training alone gives. The fine-tune is seeded, so scores that remove the same "
+              "blocks share one fine-tuned model.", "",
               f"Machine: 2-core AMD EPYC, torch {res['torch']}, {res['threads']} thread(s), under `nice -n 10`.", END]
     return "\n".join(lines)
 
