@@ -35,6 +35,7 @@ METHODS = {  # name -> pk.prune options; scores and scopes missing from this bui
     "magnitude (layer)": {"score": "magnitude", "scope": "layer"},
     "magnitude (row)": {"score": "magnitude", "scope": "row"},
     "wanda": {"score": "wanda", "scope": "row"},
+    "wanda (layer)": {"score": "wanda", "scope": "layer"},  # splits Wanda's two changes: norms, then rows
     "sparsegpt": {"score": "sparsegpt", "scope": "layer"},
 }
 NM_METHODS = {"magnitude": "magnitude", "wanda": "wanda", "sparsegpt": "sparsegpt"}
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> dict:
            "threads": args.threads, "rows": [], "skipped": {}, "recon_50": {},
            "input_norm_spread": norm_spread(dense, calib.images)}
     print(f"dense test ppl {out['dense_test_ppl']:.3f}", flush=True)
+    zeros: dict[str, dict[str, torch.Tensor]] = {}  # each method's pruned weights per layer at 50 %
     jobs = [(name, opts, s) for name, opts in METHODS.items() for s in SPARSITIES]
     jobs += [(f"{name} 2:4", {"score": score, "structure": "2:4"}, None) for name, score in NM_METHODS.items()]
     for name, opts, s in jobs:
@@ -146,6 +148,10 @@ def run(args: argparse.Namespace) -> dict:
         print(f"{name:20s} {s} ppl {ppl:.3f} ({seconds:.2f} CPU-s)", flush=True)
         if s == 0.5:
             out["recon_50"][name] = reconstruction(dense, model, probe)
+            zeros[name] = {n: m.weight == 0 for n, m in model.named_modules() if n in out["recon_50"][name]}
+    if {"wanda", "magnitude (row)"} <= set(zeros):
+        out["wanda_row_agreement"] = {n: float((z == zeros["magnitude (row)"][n]).float().mean())
+                                      for n, z in zeros["wanda"].items()}
     return out
 
 
@@ -176,10 +182,16 @@ def markdown(res: dict) -> str:
     rec = res["recon_50"]
     names = list(next(iter(rec.values()))) if rec else []
     spread = res["input_norm_spread"]
-    lines += ["| layer | " + " | ".join(rec) + " | max/median ‖X_j‖ |", "|---" * (len(rec) + 2) + "|"]
-    lines += [f"| {n} | " + " | ".join(f"{rec[m][n]:.3f}" for m in rec) + f" | {spread[n]:.1f} |" for n in names]
-    lines += ["", "Last column: the spread of the layer's input-column norms on the calibration windows (dense "
+    agree = res.get("wanda_row_agreement", {})
+    extra = " Wanda = row magnitude |" if agree else ""
+    lines += ["| layer | " + " | ".join(rec) + f" | max/median ‖X_j‖ |{extra}", "|---" * (len(rec) + 2 + bool(agree)) + "|"]
+    lines += [f"| {n} | " + " | ".join(f"{rec[m][n]:.3f}" for m in rec) + f" | {spread[n]:.1f} |"
+              + (f" {100 * agree[n]:.1f} % |" if agree else "") for n in names]
+    lines += ["", "max/median ‖X_j‖: the spread of the layer's input-column norms on the calibration windows (dense "
               "model), Wanda's factor; where it is near 1 Wanda ranks like magnitude per row."]
+    if agree:
+        lines[-1] += (f" Last column: the share of the layer's weights on which Wanda's 50 % mask and per-row "
+                      f"magnitude's agree ({100 * min(agree.values()):.1f}–{100 * max(agree.values()):.1f} %).")
     lines += ["", f"Machine: {res['machine']}, torch {res['torch']}, {res['threads']} thread(s), under `nice -n 10`.", END]
     return "\n".join(lines)
 
@@ -198,22 +210,27 @@ def acceptance(res: dict) -> str:
             f"SparseGPT ≤ Wanda: {'yes' if ppl['sparsegpt'] <= ppl['wanda'] else 'no'}.")
 
 
-def parse(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The options of this bench (bench/lm_depth.py adds its own to them)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="wiki-summaries", choices=["wiki-summaries", "wikitext"])
     ap.add_argument("--cache", default=str(CACHE), help="where the trained dense model is kept")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets" / "wiki-summaries"))
-    ap.add_argument("--model", default="gpt")
+    ap.add_argument("--model", default="gpt-8x160")
     ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--calib-windows", type=int, default=128)
     ap.add_argument("--eval-windows", type=int, default=1024, help="the first N windows of test and validation")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train-only", action="store_true", help="train and cache the dense model, then stop")
-    ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from lm.json")
-    return ap.parse_args(argv)
+    ap.add_argument("--report-only", action="store_true", help="rewrite the RESULTS.md section from the JSON")
+    return ap
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    return parser().parse_args(argv)
 
 
 def main() -> None:

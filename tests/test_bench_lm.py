@@ -100,6 +100,8 @@ def test_lm_bench_script_runs_tiny(tmp_path):
     assert set(errors) == {f"blocks.0.{n}" for n in ("attn.q", "attn.k", "attn.v", "attn.out", "fc", "proj")}
     assert all(0 < e < 2 for e in errors.values())
     assert set(res["input_norm_spread"]) == set(errors) and min(res["input_norm_spread"].values()) >= 1
+    agree = res["wanda_row_agreement"]  # Wanda's 50 % mask vs per-row magnitude's, per layer
+    assert set(agree) == set(errors) and all(0 <= a <= 1 for a in agree.values())
     text = lm.markdown(res)
     assert "| magnitude (layer) |" in text and text.startswith(lm.START) and text.endswith(lm.END)
     assert lm.run(args)["base"] == res["base"]  # the second run reads the cached model

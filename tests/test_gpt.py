@@ -56,3 +56,22 @@ def test_gpt_learns_a_pattern_and_pruned_weights_stay_zero():
     params = dict(model.named_parameters())
     assert all((params[n][z] == 0).all() for n, z in zeros.items())
     assert sum(int(z.sum()) for z in zeros.values()) == sum(z.numel() for z in zeros.values()) // 2
+
+
+def test_zoo_gpt_8x160_is_the_bench_lm_with_eight_blocks():
+    """The LM bench's model: a few million parameters in 8 blocks, so 25 % of the layers is 2 whole blocks."""
+    model = pk.models.create("gpt-8x160", num_classes=256).eval()
+    assert sum(p.numel() for p in model.parameters()) == 2_576_960
+    assert len(model.blocks) == 8 and model.context == 128
+    assert model(torch.randint(256, (2, 128))).shape == (2, 128, 256)
+
+
+def test_dropping_a_quarter_of_gpt_blocks_shrinks_the_layer_list():
+    """structure='blocks' at sparsity 0.25 removes 2 of 8 decoder blocks; compact deletes them, same outputs."""
+    torch.manual_seed(0)
+    model = pk.models.create("gpt-8x160", num_classes=256, input_size=16).eval()
+    x = torch.randint(256, (2, 16))
+    pk.prune(model, 0.25, structure="blocks", score="block-influence", example_inputs=x)
+    small = pk.compact(model, x)
+    assert len(small.blocks) == 6
+    torch.testing.assert_close(small(x), model(x), atol=1e-4, rtol=1e-4)

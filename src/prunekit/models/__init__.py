@@ -24,6 +24,7 @@ _ZOO: dict[str, tuple[Callable[..., nn.Module], int, int]] = {
     **{f"vgg{d}": (vgg(d), 3, 32) for d in (11, 16)},
     "vit-tiny": (vit_tiny, 1, 28),
     "gpt": (gpt(dim=128, depth=4, heads=4, mlp=512), 1, (128,)),  # 0.83 M parameters at 256 bytes
+    "gpt-8x160": (gpt(dim=160, depth=8, heads=5, mlp=640), 1, (128,)),  # 2.58 M parameters, 8 blocks: bench/lm.py
     "gpt-tiny": (gpt(dim=32, depth=1, heads=2, mlp=64), 1, (32,)),  # for tests
 }
 
@@ -39,7 +40,7 @@ def create(name: str, *, num_classes: int = 10, in_channels: int | None = None,
 
     ``in_channels`` / ``input_size`` default to the model's usual data (1×28×28 for the MNIST
     models and ``vit-tiny``, 1×8×8 for ``cnn``, 3×32×32 for the CIFAR ResNets and VGGs); ``options`` go to the
-    model (for example ``hidden=(64,)`` for ``mlp``). For the language models ``gpt`` and ``gpt-tiny``,
+    model (for example ``hidden=(64,)`` for ``mlp``). For the language models ``gpt``, ``gpt-8x160`` and ``gpt-tiny``,
     ``num_classes`` is the vocabulary (256 for bytes) and ``input_size`` the context length in tokens.
     """
     if name not in _ZOO:
