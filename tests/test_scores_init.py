@@ -213,8 +213,11 @@ def test_masks_are_monotone_under_iterative_synflow(first, second, rounds, scope
     x = torch.randn(3, 6)
     lo, hi = sorted((first, second))
     score = pk.scores.SynFlow(rounds=rounds)
-    old = {k: v.clone() for k, v in pk.prune(model, sparsity=lo, score=score, scope=scope, example_inputs=x).items()}
-    new = pk.prune(model, sparsity=hi, score=score, scope=scope, example_inputs=x)
+    # One-round SynFlow may empty a layer of this tiny MLP at high global sparsity (the collapse guard's
+    # own tests cover that); this test is about monotone masks, so collapse is allowed.
+    options = dict(score=score, scope=scope, example_inputs=x, allow_collapse=True)
+    old = {k: v.clone() for k, v in pk.prune(model, sparsity=lo, **options).items()}
+    new = pk.prune(model, sparsity=hi, **options)
     for name, mask in old.items():
         assert not (new[name] & ~mask).any()  # nothing grows back
     total = sum(m.numel() for m in new.values())
