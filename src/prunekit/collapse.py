@@ -17,7 +17,7 @@ from .structures import Part
 
 def collapsed(parts: Sequence[Part], keeps: Sequence[torch.Tensor]) -> list[str]:
     """Names of the parts (layers, or coupled channel groups) that would keep none of their units."""
-    return [p.name for p, keep in zip(parts, keeps) if p.size > 0 and not bool(keep.any())]
+    return [p.name for p, keep in zip(parts, keeps) if p.size > 0 and not bool(keep.view(torch.uint8).amax())]
 
 
 def check(parts: Sequence[Part], keeps: Sequence[torch.Tensor], allow: bool = False) -> None:
