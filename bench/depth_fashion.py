@@ -26,6 +26,7 @@ import prunekit as pk
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "depth-fashion-bases"
 RESULTS = ROOT / "bench" / "RESULTS.md"
+JSON = ROOT / "bench" / "results" / "depth_fashion.json"
 START, END = "<!-- depth-fashion:start -->", "<!-- depth-fashion:end -->"
 # width and width+depth prune channels the same way (L1, the same ratio in every layer), so the only
 # difference between them is the blocks removed first (global-scope L1 fell to chance at 3x in an earlier short run)
@@ -86,7 +87,12 @@ def main() -> None:
     ap.add_argument("--calib-n", type=int, default=64, help="training images for Block Influence and tracing")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     ap.add_argument("--data-dir", default="/work/shared/datasets/fashion-mnist")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the RESULTS.md section from the JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        saved = json.loads(JSON.read_text())
+        write_markdown(saved["rows"], saved["meta"], argparse.Namespace(**saved["meta"]["args"]))
+        return
     torch.set_num_threads(args.threads)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()}-core {_cpu()}", "torch": torch.__version__,
             "threads": args.threads, "load_start": os.getloadavg(), "args": vars(args), "base_seconds": {}}
@@ -122,9 +128,8 @@ def _cpu() -> str:
 
 
 def save(rows: list[dict], meta: dict, args) -> None:
-    out = ROOT / "bench" / "results" / "depth_fashion.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    JSON.parent.mkdir(parents=True, exist_ok=True)
+    JSON.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     write_markdown(rows, meta, args)
 
 
@@ -166,7 +171,8 @@ def write_markdown(rows: list[dict], meta: dict, args) -> None:
                f"{args.test_n} test images (before fine-tuning: the first {args.before_n}); mean ± std over seeds. "
                f"Block Influence and tracing use {args.calib_n} training images. MACs fewer = dense MACs ÷ MACs of "
                "the compacted model: blocks come whole, so depth alone lands on the first block count that reaches "
-               "the target (above it); channels and width+depth land on it. Short by design: the bases are not "
+               "the target (above it); channels land on it, width+depth within a few % above it (channel counts "
+               "round). Short by design: the bases are not "
                "fully trained, so compare methods under the same budget rather than with published accuracies.\n\n"
                f"Seeds finished: {finished}.\n\n"
                f"Command: `PYTHONPATH=src nice -n 10 python bench/depth_fashion.py --models {' '.join(args.models)} "
