@@ -152,8 +152,8 @@ def write_markdown(rows: list[dict], meta: dict, args) -> None:
                 rs = [r for r in rows if r["model"] == name and r["method"] == method and r["target"] == target]
                 if rs:
                     m = [r["macs_ratio"] for r in rs]
-                    lines.append(f"| {name} | {method} | {target:g}x | {statistics.mean(m):.2f} ({min(m):.2f}–{max(m):.2f}) | "
-                                 f"{statistics.mean(r['blocks_removed'] for r in rs):.1f} | "
+                    lines.append(f"| {name} | {method} | {target:g}x | {statistics.mean(m):.2f} "
+                                 f"({min(m):.2f}–{max(m):.2f}) | {statistics.mean(r['blocks_removed'] for r in rs):.1f} | "
                                  f"{_ms([r['top1_before_ft'] for r in rs])} | {_ms([r['top1'] for r in rs])} |")
     seeds = {n: sorted({r["seed"] for r in rows if r["model"] == n}) for n in args.models}
     finished = "; ".join(f"{n}: {', '.join(map(str, s)) or 'none'}" for n, s in seeds.items())
