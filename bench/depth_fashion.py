@@ -26,8 +26,6 @@ import prunekit as pk
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "depth-fashion-bases"
 RESULTS = ROOT / "bench" / "RESULTS.md"
-JSON = ROOT / "bench" / "results" / "depth_fashion.json"
-START, END = "<!-- depth-fashion:start -->", "<!-- depth-fashion:end -->"
 # width and width+depth prune channels the same way (L1, the same ratio in every layer), so the only
 # difference between them is the blocks removed first (global-scope L1 fell to chance at 3x in an earlier short run)
 METHODS = {
@@ -87,11 +85,13 @@ def main() -> None:
     ap.add_argument("--calib-n", type=int, default=64, help="training images for Block Influence and tracing")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     ap.add_argument("--data-dir", default="/work/shared/datasets/fashion-mnist")
+    ap.add_argument("--name", default="depth-fashion",
+                    help="results name: bench/results/NAME.json (- as _) and its own RESULTS.md section")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the RESULTS.md section from the JSON")
     args = ap.parse_args()
     if args.markdown_only:
-        saved = json.loads(JSON.read_text())
-        write_markdown(saved["rows"], saved["meta"], argparse.Namespace(**saved["meta"]["args"]))
+        saved = json.loads(_json(args.name).read_text())
+        write_markdown(saved["rows"], saved["meta"], argparse.Namespace(**{**vars(args), **saved["meta"]["args"]}))
         return
     torch.set_num_threads(args.threads)
     meta = {"machine": f"{platform.machine()} {os.cpu_count()}-core {_cpu()}", "torch": torch.__version__,
@@ -127,9 +127,13 @@ def _cpu() -> str:
     return platform.processor()
 
 
+def _json(name: str) -> Path:
+    return ROOT / "bench" / "results" / f"{name.replace('-', '_')}.json"
+
+
 def save(rows: list[dict], meta: dict, args) -> None:
-    JSON.parent.mkdir(parents=True, exist_ok=True)
-    JSON.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    _json(args.name).parent.mkdir(parents=True, exist_ok=True)
+    _json(args.name).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     write_markdown(rows, meta, args)
 
 
@@ -159,7 +163,8 @@ def write_markdown(rows: list[dict], meta: dict, args) -> None:
     finished = "; ".join(f"{n}: {', '.join(map(str, s)) or 'none'}" for n, s in seeds.items())
     bases = ", ".join(f"{k} {v:.0f} s" for k, v in meta["base_seconds"].items() if v is not None)
     load = lambda la: " / ".join(f"{v:.1f}" for v in la)  # noqa: E731
-    section = (f"{START}\n## Depth vs width on Fashion-MNIST (issue 14)\n\n"
+    start, end = f"<!-- {args.name}:start -->", f"<!-- {args.name}:end -->"
+    section = (f"{start}\n## Depth vs width on Fashion-MNIST (issue 14), {args.ft_steps}-step fine-tune\n\n"
                f"Machine: {meta['machine']}, torch {meta['torch']}, {meta['threads']} torch thread(s), run under "
                f"`nice -n 10` next to other work (load average 1/5/15 min {load(meta['load_start'])} at the start, "
                f"{load(meta['load_end'])} at the end; wall {meta['wall_seconds'] / 60:.0f} min).\n\n"
@@ -170,17 +175,20 @@ def write_markdown(rows: list[dict], meta: dict, args) -> None:
                f"subset, lr 0.01 cosine, the same batches for every method of a seed. Top-1 on the first "
                f"{args.test_n} test images (before fine-tuning: the first {args.before_n}); mean ± std over seeds. "
                f"Block Influence and tracing use {args.calib_n} training images. MACs fewer = dense MACs ÷ MACs of "
-               "the compacted model: blocks come whole, so depth alone lands on the first block count that reaches "
-               "the target (above it); channels land on it, width+depth within a few % above it (channel counts "
-               "round). Short by design: the bases are not "
-               "fully trained, so compare methods under the same budget rather than with published accuracies.\n\n"
+               "the compacted model. Every method removes the fewest units that reach the target, so it lands at or "
+               "above it: blocks come whole (ResNet-20 has 7 removable blocks, ResNet-56 25; the first blocks of stages 2 "
+               "and 3 change shape and stay), and layer-scope channels narrow every layer by the same fraction, "
+               "one channel of a 16-wide layer at a time. Short by design: the bases are not fully trained, so "
+               "compare methods under the same budget rather than with published accuracies.\n\n"
                f"Seeds finished: {finished}.\n\n"
                f"Command: `PYTHONPATH=src nice -n 10 python bench/depth_fashion.py --models {' '.join(args.models)} "
                f"--train-n {args.train_n} --epochs {args.epochs} --ft-steps {args.ft_steps} --test-n {args.test_n} "
-               f"--before-n {args.before_n} --threads {args.threads}`\n\n" + "\n".join(lines) + f"\n{END}\n")
+               f"--before-n {args.before_n} --threads {args.threads}"
+               + (f" --name {args.name}" if args.name != "depth-fashion" else "")
+               + "`\n\n" + "\n".join(lines) + f"\n{end}\n")
     text = RESULTS.read_text()
-    if START in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) + 1:]
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) + 1:]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     RESULTS.write_text(text)
