@@ -145,12 +145,13 @@ def _ms(values: list[float], scale: float = 100, digits: int = 1) -> str:
 
 def write_markdown(rows: list[dict], meta: dict, args) -> None:
     lines = ["| model | method | MAC target | MACs fewer (achieved, min–max) | blocks removed | "
-             f"top-1 % before fine-tune ({args.before_n} test images) | top-1 % after fine-tune |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             f"top-1 % before fine-tune ({args.before_n} test images) | top-1 % after fine-tune | "
+             "after − dense of the same base (points) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name in args.models:
-        dense = [r["top1"] for r in rows if r["model"] == name and r["method"] == "dense"]
+        dense = {r["seed"]: r["top1"] for r in rows if r["model"] == name and r["method"] == "dense"}
         if dense:
-            lines.append(f"| {name} | dense ({len(dense)} bases) | 1 | 1.00 | 0 | | {_ms(dense)} |")
+            lines.append(f"| {name} | dense ({len(dense)} bases) | 1 | 1.00 | 0 | | {_ms(list(dense.values()))} | |")
         for method in METHODS:
             for target in args.targets:
                 rs = [r for r in rows if r["model"] == name and r["method"] == method and r["target"] == target]
@@ -158,7 +159,8 @@ def write_markdown(rows: list[dict], meta: dict, args) -> None:
                     m = [r["macs_ratio"] for r in rs]
                     lines.append(f"| {name} | {method} | {target:g}x | {statistics.mean(m):.2f} "
                                  f"({min(m):.2f}–{max(m):.2f}) | {statistics.mean(r['blocks_removed'] for r in rs):.1f} | "
-                                 f"{_ms([r['top1_before_ft'] for r in rs])} | {_ms([r['top1'] for r in rs])} |")
+                                 f"{_ms([r['top1_before_ft'] for r in rs])} | {_ms([r['top1'] for r in rs])} | "
+                                 f"{_ms([r['top1'] - dense[r['seed']] for r in rs])} |")
     seeds = {n: sorted({r["seed"] for r in rows if r["model"] == n}) for n in args.models}
     finished = "; ".join(f"{n}: {', '.join(map(str, s)) or 'none'}" for n, s in seeds.items())
     bases = ", ".join(f"{k} {v:.0f} s" for k, v in meta["base_seconds"].items() if v is not None)
