@@ -139,8 +139,9 @@ def save(rows: list[dict], meta: dict, args) -> None:
 
 def _ms(values: list[float], scale: float = 100, digits: int = 1) -> str:
     mean = statistics.mean(values) * scale
-    sd = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"  # one seed: no spread to report
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def write_markdown(rows: list[dict], meta: dict, args) -> None:
@@ -172,7 +173,8 @@ def write_markdown(rows: list[dict], meta: dict, args) -> None:
                f"{load(meta['load_end'])} at the end; wall {meta['wall_seconds'] / 60:.0f} min).\n\n"
                f"Zoo ResNets (option-A shortcuts, 28×28 inputs). Each seed trains its own base on the first "
                f"{args.train_n} images of the Fashion-MNIST training split for {args.epochs} epochs (SGD, batch 64, "
-               f"lr 0.05 cosine, momentum 0.9, wd 5e-4, no augmentation){' — ' + bases if bases else ''}. Every pruned "
+               f"lr 0.05 cosine, momentum 0.9, wd 5e-4, no augmentation)"
+               f"{' — ' + bases if bases else ', read from the cache of an earlier run'}. Every pruned "
                f"model is compacted and fine-tuned the same way: {args.ft_steps} SGD steps × 64 images of that "
                f"subset, lr 0.01 cosine, the same batches for every method of a seed. Top-1 on the first "
                f"{args.test_n} test images (before fine-tuning: the first {args.before_n}); mean ± std over seeds. "
