@@ -152,7 +152,7 @@ def write_markdown(rows: list[dict], meta: dict, args) -> None:
     for name in args.models:
         dense = {r["seed"]: r["top1"] for r in rows if r["model"] == name and r["method"] == "dense"}
         if dense:
-            lines.append(f"| {name} | dense ({len(dense)} bases) | 1 | 1.00 | 0 | | {_ms(list(dense.values()))} | |")
+            lines.append(f"| {name} | dense ({len(dense)} base{'s' * (len(dense) > 1)}) | 1 | 1.00 | 0 | | {_ms(list(dense.values()))} | |")
         for method in METHODS:
             for target in args.targets:
                 rs = [r for r in rows if r["model"] == name and r["method"] == method and r["target"] == target]
