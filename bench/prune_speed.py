@@ -202,6 +202,8 @@ def table(rows: list[dict], meta: dict) -> str:
         "*floor-bits* is the chunked floor written with the kernels pk.prune uses (compare into a float buffer, "
         "zero by ANDing the weight's bits with the widened mask; torch's bool-output compare and `where` are 3-6× "
         "slower per chunk here), so 'vs floor-bits' is the ratio with prunekit's kernel choice taken out. "
+        "pk.prune runs its chunked pass on all of torch's threads when the other cores are idle and on one when "
+        "they are busy (`prunekit.threads.cores_busy`, read from the kernel's runnable count at the call). "
         "Peak extra memory = peak RSS during pruning minus RSS before (includes the boolean masks, 0.25 × the model). "
         f"Load average (1 min) before / after the run: {meta['load_before'][0]} / {meta['load_after'][0]} "
         "on 2 cores shared with other jobs, so absolute times are noisy; ratios are measured in the same run. "
