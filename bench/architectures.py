@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the small configs live with the tests
 import hf_models as H  # noqa: E402
 
 import prunekit as pk  # noqa: E402
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 JSON = ROOT / "bench" / "results" / "architectures.json"
@@ -131,15 +132,6 @@ def _short(text: str) -> str:
     return "refused: layers differ" if "for all layers" in text else text
 
 
-def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else ""
-    if START in old and END in old:
-        new = old[:old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -160,7 +152,7 @@ def main() -> None:
             "transformers": transformers.__version__, "repeats": args.repeats}
     JSON.parent.mkdir(parents=True, exist_ok=True)
     JSON.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    write_section(markdown(rows, meta))
+    write_section(markdown(rows, meta), START, END, RESULTS)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import prunekit as pk
-from calibration_speed import write_section  # bench/ is on sys.path when this script runs
+from results_md import write_section  # bench/ is on sys.path when this script runs
 
 HERE = Path(__file__).resolve().parent
 DATA = Path("/work/shared/datasets/mnist")

@@ -24,6 +24,7 @@ import prunekit as pk
 from prunekit import calibration
 from prunekit.scores.obs import Pattern, inverse_factor, reconstruct
 from prunekit.threads import one_thread
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- calibration_speed:start -->", "<!-- calibration_speed:end -->"
@@ -131,16 +132,8 @@ def main() -> None:
     out = HERE / "results" / "calibration_speed.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "result": result}, indent=1))
-    write_section(markdown(result, meta), START, END)
-
-
-def write_section(section: str, start: str, end: str) -> None:
-    """Replace (or append) one benchmark's section of bench/RESULTS.md, between its markers."""
-    path = HERE / "RESULTS.md"
-    text = path.read_text()
-    text = text[: text.index(start)] + section + text[text.index(end) + len(end):] if start in text \
-        else text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    section = markdown(result, meta)
+    write_section(section, START, END)
     print(section)
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import construct_models as cm  # noqa: E402
 
 import prunekit as pk  # noqa: E402
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- constructs:start -->", "<!-- constructs:end -->"
@@ -141,10 +142,7 @@ def main() -> None:
     runs[label()] = results
     runs = {k: v for k, v in runs.items() if isinstance(v, dict) and "machine" not in k}
     store.write_text(json.dumps(runs, indent=1) + "\n")
-    text = RESULTS.read_text()
-    head, _, rest = text.partition(START)
-    text = head + section(runs) + rest.partition(END)[2] if START in text else text.rstrip("\n") + "\n\n" + section(runs) + "\n"
-    RESULTS.write_text(text)
+    write_section(section(runs), START, END, RESULTS)
     print(platform.processor() or platform.machine())
 
 

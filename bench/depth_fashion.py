@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Subset
 
 import prunekit as pk
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "depth-fashion-bases"
@@ -190,12 +191,7 @@ def write_markdown(rows: list[dict], meta: dict, args) -> None:
                f"--before-n {args.before_n} --threads {args.threads}"
                + (f" --name {args.name}" if args.name != "depth-fashion" else "")
                + "`\n\n" + "\n".join(lines) + f"\n{end}\n")
-    text = RESULTS.read_text()
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) + 1:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    write_section(section, start, end, RESULTS)
     print(section)
 
 

@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 from prunekit import theory  # noqa: E402
 
 import gap_lenet  # noqa: E402
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 SPARSITIES = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 NETS = {
@@ -135,16 +136,6 @@ def findings(result: dict) -> list[str]:
     return out
 
 
-def write_section(text: str, path: Path) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        new = head + text + rest.partition(END)[2]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=8, help="mask draws per random-pruning point")
@@ -177,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "gap.json").write_text(json.dumps(result, indent=1))
-    write_section(markdown(result), HERE / "RESULTS.md")
+    write_section(markdown(result), BEGIN, END, HERE / "RESULTS.md")
     print(f"done in {time.time() - t0:.0f} s")
     return 0
 

@@ -32,6 +32,7 @@ from torch import nn
 import prunekit as pk
 from prunekit.data import batches, load
 from prunekit.structures import PRUNABLE_TYPES
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 HERE = Path(__file__).resolve().parent
 SCORES = ["snip", "grasp", "synflow", "random", "magnitude", "synflow-biases"]
@@ -192,17 +193,6 @@ def markdown(result: dict) -> str:
     return "\n".join(out + [END])
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of bench/RESULTS.md (between its markers), or append it."""
-    path = HERE / "RESULTS.md"
-    old = path.read_text()
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default="/work/shared/datasets/mnist")
@@ -242,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(result, indent=1))
     text = markdown(result)
     print(text)
-    write_section(text)
+    write_section(text, BEGIN, END, HERE / "RESULTS.md")
     return 0
 
 

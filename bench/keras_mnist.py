@@ -32,6 +32,7 @@ import prunekit  # noqa: E402
 import prunekit.keras as pkk  # noqa: E402
 from prunekit.data import load  # noqa: E402
 from prunekit.sparse.inference import time_pair  # noqa: E402
+from results_md import write_section as write_results_section  # bench/ is on sys.path when a bench script runs
 
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- keras_mnist:start -->", "<!-- keras_mnist:end -->"
@@ -185,13 +186,7 @@ def write_section(r: dict) -> None:
         "Command: `KERAS_BACKEND=torch PYTHONPATH=src python bench/keras_mnist.py`; raw: `bench/results/keras_mnist.json`.",
         END,
     ])
-    path = HERE / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    write_results_section(text, START, END, HERE / "RESULTS.md")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from torch import nn
 
 import prunekit as pk
 from prunekit.data.text import calibration, perplexity
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, JSON = ROOT / "bench" / "RESULTS.md", ROOT / "bench" / "results" / "lm.json"
@@ -242,13 +243,8 @@ def main() -> None:
         return
     res = json.loads(JSON.read_text()) if args.report_only else run(args)
     JSON.write_text(json.dumps(res, indent=1))
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n\n"
     section = markdown(res)
-    if START in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    write_section(section, START, END, RESULTS)
     print(section)
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 import lm  # bench/ is on sys.path when this script runs
 import prunekit as pk
-from calibration_speed import write_section
+from results_md import write_section
 from prunekit.data.text import calibration
 from prunekit.training.evaluate import cross_entropy
 

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from results_md import write_section as write_results_section  # bench/ is on sys.path when a bench script runs
+
 HERE = Path(__file__).resolve().parent
 SIZES = {"25M": (2048, 6), "100M": (4096, 6)}  # (width, layers) of a Linear stack
 SPARSITY = 0.9
@@ -166,13 +168,7 @@ def write_section(text: str) -> None:
     """Replace this benchmark's section of bench/RESULTS.md (between its markers)."""
     path, start, end = HERE / "RESULTS.md", "<!-- prune_speed:start -->", "<!-- prune_speed:end -->"
     body = f"{start}\n## pk.prune vs torch.nn.utils.prune and the floor (issues 2, 11)\n\n{text}\n{end}"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if start in old:
-        new = old[: old.index(start)] + body + old[old.index(end) + len(end):]
-    else:
-        head, _, rest = old.partition("\n")
-        new = f"{head}\n\n{body}\n{rest}"
-    path.write_text(new)
+    write_results_section(body, start, end, path)
 
 
 def table(rows: list[dict], meta: dict) -> str:

@@ -26,6 +26,7 @@ import torch
 
 import prunekit as pk
 from prunekit.training.schedules import compression_of
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets"
@@ -163,13 +164,8 @@ def report(results: dict) -> str:
 
 def write_markdown(table: str) -> None:
     """Put ``table`` between this script's markers in bench/RESULTS.md (appending them if absent)."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    block = f"{START}\n{table}{END}"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n## Pruning quality on MNIST (bench/quality_mnist.py)\n\n" + block + "\n"
-    RESULTS_MD.write_text(text)
+    write_section(f"{START}\n{table}{END}", START, END, RESULTS_MD,
+                  heading="## Pruning quality on MNIST (bench/quality_mnist.py)\n\n")
 
 
 def main() -> None:

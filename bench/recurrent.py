@@ -22,6 +22,7 @@ from torch import nn
 
 import prunekit as pk
 from sparse import encoder, file_sizes, pruned
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 HERE = Path(__file__).parent
 BEGIN, END = "<!-- recurrent:begin -->", "<!-- recurrent:end -->"
@@ -93,17 +94,6 @@ def report(results: list[dict], meta: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_section(text: str) -> None:
-    path = HERE / "RESULTS.md"
-    old = path.read_text()
-    block = f"{BEGIN}\n{text}{END}\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        path.write_text(head + block + rest.split(END, 1)[1].lstrip("\n"))
-    else:
-        path.write_text(old.rstrip("\n") + "\n\n" + block)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
@@ -117,7 +107,7 @@ def main() -> None:
             "seconds": time.perf_counter() - start}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "recurrent.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    write_section(report(results, meta))
+    write_section(f"{BEGIN}\n{report(results, meta)}{END}", BEGIN, END, HERE / "RESULTS.md")
     print(report(results, meta))
 
 

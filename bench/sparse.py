@@ -27,6 +27,7 @@ from torch import nn
 import prunekit as pk
 from prunekit.sparse import SparseLinear
 from prunekit.metrics import time_interleaved
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 HERE = Path(__file__).parent
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98]
@@ -207,18 +208,6 @@ def markdown(sizes: list[dict], lat: list[dict], probe: list[dict], meta: dict) 
     return "\n".join(out) + "\n"
 
 
-def write_section(text: str) -> None:
-    path = HERE / "RESULTS.md"
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{text}{END}\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
@@ -228,7 +217,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((HERE / "results" / "sparse.json").read_text())
-        write_section(markdown(saved["sizes"], saved["latency"], saved["probe"], saved["meta"]))
+        text = markdown(saved["sizes"], saved["latency"], saved["probe"], saved["meta"])
+        write_section(f"{BEGIN}\n{text}{END}", BEGIN, END, HERE / "RESULTS.md")
         return
     torch.set_num_threads(args.threads)
     start, load_before = time.perf_counter(), os.getloadavg()[0]
@@ -247,7 +237,7 @@ def main() -> None:
     }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "sparse.json").write_text(json.dumps({"meta": meta, "sizes": sizes, "probe": probe, "latency": lat}, indent=1))
-    write_section(markdown(sizes, lat, probe, meta))
+    write_section(f"{BEGIN}\n{markdown(sizes, lat, probe, meta)}{END}", BEGIN, END, HERE / "RESULTS.md")
     print(f"done in {meta['runtime_s']:.0f} s")
 
 

@@ -27,6 +27,7 @@ from test_graph_models import EncoderBlock  # noqa: E402
 
 import prunekit as pk  # noqa: E402
 from prunekit import runtimes as rt_  # noqa: E402
+from results_md import write_section  # bench/ is on sys.path when a bench script runs
 
 CKPT = ROOT.parent / "shared" / "models" / "cifar10-resnet" / "resnet56-4bfd9763.th"
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -162,15 +163,6 @@ def depth_markdown(rows: list[dict], meta: dict) -> str:
             f"Command: `{meta['command']}`\n\n" + "\n".join(lines) + f"\n{DEPTH_END}\n")
 
 
-def _write_section(section: str, start: str, end: str) -> None:
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n\n"
-    if start in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) + 1:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def gemm_cases(quick: bool, runtimes: list[str]) -> list[dict]:
     """Wide dense layers: the MAC savings should show up almost one to one."""
     mlp = nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 10)).eval()
@@ -260,7 +252,7 @@ def main() -> None:
         out = ROOT / "bench" / "results" / "structured_depth.json"
         out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         section = depth_markdown(rows, meta)
-        _write_section(section, DEPTH_START, DEPTH_END)
+        write_section(section, DEPTH_START, DEPTH_END, RESULTS)
         print(section)
         return
     rows, notes = resnet_case(args.quick, runtimes)
@@ -270,7 +262,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows, "conv_probe": probe, "notes": notes}, indent=1))
     section = markdown(rows, probe, notes, meta)
-    _write_section(section, START, END)
+    write_section(section, START, END, RESULTS)
     print(section)
 
 
