@@ -30,6 +30,20 @@ def write_corpus(root: Path, chars: int = 6000) -> Path:
     return root
 
 
+def bench_script(monkeypatch, name: str):
+    """bench/<name>.py imported as when the script runs: bench/ on sys.path, so its sibling modules import."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    return importlib.import_module(name)
+
+
+def tiny_lm_args(tmp_path: Path, model: str, seq_len: int, *extra: str) -> list[str]:
+    """The LM bench scripts' options for a seconds-long run on generated raw files in ``tmp_path``."""
+    return ["--dataset", "wikitext", "--data-dir", str(write_corpus(tmp_path)), "--model", model, "--seq-len", str(seq_len),
+            "--calib-windows", "4", "--cache", str(tmp_path / "cache"), *extra]
+
+
 @pytest.fixture(scope="module")
 def lm_folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lm")
@@ -85,13 +99,8 @@ def test_wiki_gpt_config_is_valid():
 
 def test_lm_bench_script_runs_tiny(tmp_path, monkeypatch):
     """bench/lm.py end to end on generated raw files and gpt-tiny: every magnitude cell, errors at 50 %."""
-    import importlib
-
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when the script runs: its sibling modules import
-    lm = importlib.import_module("lm")
-    args = lm.parse(["--dataset", "wikitext", "--data-dir", str(write_corpus(tmp_path)), "--model", "gpt-tiny",
-                     "--seq-len", "32", "--steps", "5", "--calib-windows", "4", "--eval-windows", "8",
-                     "--cache", str(tmp_path / "cache")])
+    lm = bench_script(monkeypatch, "lm")
+    args = lm.parse(tiny_lm_args(tmp_path, "gpt-tiny", 32, "--steps", "5", "--eval-windows", "8"))
     res = lm.run(args)
     cells = {(r["method"], r["sparsity"]) for r in res["rows"]}
     assert {("magnitude (layer)", s) for s in lm.SPARSITIES} <= cells and ("magnitude 2:4", 0.5) in cells
