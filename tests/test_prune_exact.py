@@ -178,3 +178,30 @@ def test_masks_object_and_buffer_names():
     assert "0.weight_mask" in model.state_dict()
     assert not any("orig" in k for k in model.state_dict())
     assert math.isclose(pk.sparsity(model), 0.5, abs_tol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_half_precision_layers_above_half_range_prune_exactly(dtype, scope, monkeypatch):
+    """A half-precision layer with more weights than float16 can count (65,504) prunes to the exact count
+    by the one-pass selection: counting comparison results in the scores' own dtype overflowed to inf in
+    float16 (OverflowError) and rounded in bfloat16 (a 511 x 511 layer: a size mismatch error)."""
+    from prunekit import selection
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("the one-pass selection missed and fell back to the exact two-pass path")
+
+    monkeypatch.setattr(selection, "_kth_smallest", no_fallback)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(511, 511), nn.ReLU(), nn.Linear(511, 10)).to(dtype)
+    before = {n: p.detach().abs().clone() for n, p in model.named_parameters() if n.endswith("weight")}
+    masks = pk.prune(model, 0.9, scope=scope)
+    assert model[0].weight.dtype == dtype
+    if scope == "layer":
+        assert [zeros(m.weight) for m in (model[0], model[2])] == [round(0.9 * 511 * 511), round(0.9 * 5110)]
+    else:
+        assert sum(zeros(m.weight) for m in (model[0], model[2])) == round(0.9 * (511 * 511 + 5110))
+    for n, m in masks.items() if scope == "layer" else [(None, None)]:
+        kept, pruned = (before[n][m], before[n][~m]) if n else (
+            torch.cat([before[k][v] for k, v in masks.items()]), torch.cat([before[k][~v] for k, v in masks.items()]))
+        assert kept.min() >= pruned.max()

@@ -119,7 +119,9 @@ def _one_pass(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> list[torc
     k-th value or holds more than expected (heavy ties): the caller then takes the exact slow path.
 
     Comparisons write 0/1 into a float buffer and count by summing it: on CPU, torch's kernels that
-    produce or reduce bool tensors run 3-4x slower than the float ones (measured on 256 K chunks).
+    produce or reduce bool tensors run 3-4x slower than the float ones (measured on 256 K chunks). The
+    sums accumulate in float32 whatever the scores' dtype: float16 cannot count past 65,504, bfloat16
+    not exactly past 256.
     """
     lo, hi, capacity = _bracket(fns, sizes, k)
     index_dtype = torch.int32 if max(sizes) < 2**31 else torch.int64
@@ -139,12 +141,12 @@ def _one_pass(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> list[torc
             n = s.numel()
             part = keeps[i][offset : offset + n]
             part.copy_(torch.ge(s, hi, out=buf[:n]))
-            above = int(buf[:n].sum())  # exact: a chunk holds far fewer than 2^24 ones
+            above = int(buf[:n].sum(dtype=torch.float32))  # exact: a chunk holds far fewer than 2^24 ones
             kept += above
             offset += n
             if lo >= hi:  # the sample tied: nothing lies strictly between
                 continue
-            inside = int(torch.gt(s, lo, out=buf[:n]).sum()) - above  # strictly inside (lo, hi)
+            inside = int(torch.gt(s, lo, out=buf[:n]).sum(dtype=torch.float32)) - above  # strictly inside (lo, hi)
             if not inside:
                 continue
             if filled + inside > capacity:
