@@ -168,6 +168,15 @@ def test_synflow_needs_example_inputs():
         pk.prune(signed_mlp(), sparsity=0.5, score="synflow")
 
 
+def test_synflow_ignores_a_labelled_loader_and_scores_the_example_inputs():
+    """data= beside example_inputs= was read as SynFlow's input: its labels raised 'must be floating point'."""
+    x = torch.randn(8, 6)
+    plain, given = signed_mlp(), signed_mlp()
+    pk.prune(plain, 0.8, score="synflow", example_inputs=x)
+    pk.prune(given, 0.8, score="synflow", example_inputs=x, data=[(x, torch.randint(0, 3, (8,)))])
+    assert all(torch.equal(a.weight_mask, b.weight_mask) for a, b in zip(plain[::2], given[::2]))
+
+
 def test_schedule_is_exponential_and_ends_at_the_target():
     steps = iterative.schedule(0.0, 0.99, 100)
     assert len(steps) == 100 and steps[-1] == 0.99

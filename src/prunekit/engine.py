@@ -88,7 +88,7 @@ def run(
     if score.needs_example_inputs and ctx.example_inputs is None:
         raise MissingDataError(f"score {score.name!r} needs example_inputs= (a batch of inputs)")
     score.plan(parts, structure, scope, sparsity)  # a score that prunes as it scores (SparseGPT) reads the scope
-    if data is None and score.needs_example_inputs:  # a data-free score (SynFlow) reads the example inputs
+    if score.needs_example_inputs and (data is None or score.data_free):  # SynFlow reads the example inputs
         data = ctx.example_inputs
     ctx.state = score.prepare(ctx.model, targets, data, loss_fn)
     for p in parts:

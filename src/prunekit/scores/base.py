@@ -77,7 +77,8 @@ class Score(ABC):
     statistics the score collects, see :mod:`prunekit.calibration`; labels are optional). A
     ``pointwise`` score (|w|) may be called on any gathered entries, which lets exact selection
     bracket its threshold from a sample without a full scoring pass.
-    A ``needs_example_inputs`` score given no ``data=`` receives the example inputs as ``data`` in ``prepare``.
+    A ``needs_example_inputs`` score given no ``data=`` receives the example inputs as ``data`` in ``prepare``;
+    a ``data_free`` one (SynFlow) receives them even when ``data=`` is given, which it ignores like magnitude does.
     ``rounds`` > 1 asks the engine to prune in that many rounds to exponentially growing sparsities,
     rescoring after each (SynFlow; see :mod:`prunekit.iterative`).
     """
@@ -87,6 +88,7 @@ class Score(ABC):
     needs_loss = False
     needs_example_inputs = False
     needs_calibration = False
+    data_free = False  # reads only the example inputs, never data= (SynFlow's all-ones input)
     rounds = 1  # prune-and-rescore rounds within one prune call (no training between them)
     elementwise = True  # scores of a row block depend only on that block: scored in chunks
     pointwise = False  # an entry's score depends only on its own value: a sample of entries scores alone

@@ -72,7 +72,7 @@ class SynFlow(Score):
     to exponentially growing sparsities, rescoring each time, reaches the maximal compression without
     emptying a layer; ``rounds=1`` is the one-shot variant, which loses that guarantee. The engine
     runs the rounds (see :mod:`prunekit.iterative`). The input is an all-ones sample shaped like
-    ``example_inputs``; parameters and float buffers are made positive for scoring, then restored.
+    ``example_inputs`` (``data=`` is ignored); parameters and float buffers are made positive for scoring, then restored.
     Biases and BatchNorm running means are set to 0 while scoring (``biases=False``, the default), so
     that R is the paper's product of |W| and the conservation law holds for networks with biases and
     BatchNorm too; ``biases=True`` keeps them as |b|, as the authors' code does — at high compression
@@ -81,6 +81,7 @@ class SynFlow(Score):
     """
 
     needs_example_inputs = True
+    data_free = True
 
     def __init__(self, rounds: int = 100, biases: bool = False):
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
