@@ -104,3 +104,34 @@ def test_densify_gives_back_plain_layers():
 def test_bad_policy():
     with pytest.raises(pk.PruneError, match="policy"):
         pk.sparsify(nn.Linear(2, 2), torch.randn(1, 2), policy="fastest")
+
+
+class _RoundedKernel(nn.Module):
+    """A stand-in half-precision sparse kernel: the dense result moved ``ulps`` rounding steps up."""
+
+    def __init__(self, layer: nn.Linear, ulps: int):
+        super().__init__()
+        self.layer, self.ulps = layer, ulps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer(x)
+        for _ in range(self.ulps):
+            out = torch.nextafter(out, torch.full_like(out, float("inf")))
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("ulps,taken", [(1, True), (40, False)])
+def test_half_precision_kernels_are_judged_by_their_own_rounding(dtype, ulps, taken, monkeypatch):
+    """A half-precision kernel one rounding step from dense (as 2:4 tensor cores are) is taken; a fixed
+    rtol of 1e-4, below a float16 ulp, refused every one. Far off stays refused."""
+    from prunekit.sparse import inference
+
+    monkeypatch.setattr(inference, "sparse_layer", lambda layer: _RoundedKernel(layer, ulps))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32)).to(dtype).eval()
+    pk.prune(model, sparsity=0.9)
+    fast = pk.sparsify(model, torch.randn(8, 64, dtype=dtype), policy="sparse")
+    choice = fast.sparsify_plan[0]
+    assert (choice.choice == "csr") is taken
+    assert taken or "differs beyond rtol" in choice.reason

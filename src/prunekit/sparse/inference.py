@@ -26,6 +26,13 @@ from .kernels import SparseLinear, is_pointwise, semi_structured, semi_structure
 RTOL = 1e-4
 
 
+def tolerance(dtype: torch.dtype) -> float:
+    """How far a sparse kernel's output may sit from the dense layer's, relative to the output's scale:
+    1e-4, or four rounding units of a half-precision dtype, whose kernels (2:4 tensor cores, cuSPARSE)
+    round their float32 sums in their own order and so differ from dense by an ulp or two."""
+    return max(RTOL, 4 * torch.finfo(dtype).eps) if dtype.is_floating_point else RTOL
+
+
 @dataclass
 class LayerChoice:
     """What :func:`sparsify` decided for one layer, and the median timings (ms) it decided on."""
@@ -138,8 +145,9 @@ def _decide(name, module, x, zeros, policy, repeats, semi, margin) -> tuple[nn.M
     else:
         return None, LayerChoice(name, kind, zeros, "dense", reason=f"({'; '.join(failures)})")
     scale = float(dense_out.abs().max()) if dense_out.numel() else 0.0
-    if not torch.allclose(sparse_out.float(), dense_out.float(), rtol=RTOL, atol=RTOL * max(scale, 1e-12)):
-        return None, LayerChoice(name, kind, zeros, "dense", reason=f"({label} output differs beyond rtol {RTOL})")
+    rtol = tolerance(dense_out.dtype)
+    if not torch.allclose(sparse_out.float(), dense_out.float(), rtol=rtol, atol=rtol * max(scale, 1e-12)):
+        return None, LayerChoice(name, kind, zeros, "dense", reason=f"({label} output differs beyond rtol {rtol:.0e})")
     dense_ms, sparse_ms = _time(lambda: module(x), lambda: fast(x), repeats, x.device)
     choice = LayerChoice(name, kind, zeros, "dense", dense_ms, sparse_ms)
     if policy == "sparse" or sparse_ms < (1 - margin) * dense_ms:
@@ -168,8 +176,9 @@ def sparsify(
     ``policy="sparse"`` always takes the sparse kernel (for memory). On a CUDA GPU with compute
     capability >= 8.0, layers whose weights follow the 2:4 pattern are tried with PyTorch's
     semi-structured tensors first. LSTM / GRU / RNN and MultiheadAttention layers stay dense (torch
-    runs them with fused dense kernels); the plan says so. Outputs match the dense model to ``rtol=1e-4``. The copy carries masks no longer (it is for inference) and ``sparsify_plan``
-    lists every decision. The original model is not changed.
+    runs them with fused dense kernels); the plan says so. Outputs match the dense model to ``rtol=1e-4``
+    (float16 / bfloat16: four rounding units, see :func:`tolerance`). The copy carries masks no longer
+    (it is for inference) and ``sparsify_plan`` lists every decision. The original model is not changed.
     """
     check_forward(model, example_inputs)
     if policy not in ("time", "sparse"):
