@@ -47,7 +47,8 @@ def train_base(args: argparse.Namespace, train, val) -> tuple[nn.Module, dict]:
     from safetensors.torch import load_file, save_file
 
     settings = {"model": args.model, "seq_len": args.seq_len, "steps": args.steps, "batch_size": args.batch_size,
-                "lr": args.lr, "weight_decay": 0.1, "warmup_steps": args.steps // 20, "seed": 0}
+                "lr": args.lr, "weight_decay": 0.1, "decay_norms_and_biases": args.decay_norms_and_biases,
+                "warmup_steps": args.steps // 20, "seed": 0}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     cache = Path(args.cache)
     path, meta_path = cache / f"lm-{key}.safetensors", cache / f"lm-{key}.json"
@@ -58,8 +59,8 @@ def train_base(args: argparse.Namespace, train, val) -> tuple[nn.Module, dict]:
         return model, json.loads(meta_path.read_text())
     start = time.process_time()
     history = pk.train(model, train, None, steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer="adamw",
-                       weight_decay=0.1, lr_schedule="cosine", warmup_steps=args.steps // 20, seed=0,
-                       progress=sys.stderr.isatty())
+                       weight_decay=0.1, decay_norms_and_biases=args.decay_norms_and_biases, lr_schedule="cosine",
+                       warmup_steps=args.steps // 20, seed=0, progress=sys.stderr.isatty())
     meta = {**settings, "tokens_seen": args.steps * args.batch_size * args.seq_len, "train_cpu_s": time.process_time() - start,
             "epochs": history.records, "params": sum(p.numel() for p in model.parameters())}
     cache.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,12 @@ def norm_spread(model: nn.Module, windows) -> dict[str, float]:
     return {n: float(v.max() / v.median()) for n, v in norms.items()}
 
 
+def ln_gain_spread(model: nn.Module) -> float:
+    """The largest max/median |γ| over the model's LayerNorm gains: the features LLMs scale up into outliers."""
+    gains = [m.weight.detach().abs() for m in model.modules() if isinstance(m, nn.LayerNorm) and m.weight is not None]
+    return max(float(g.max() / g.median()) for g in gains) if gains else float("nan")
+
+
 def available(options: dict) -> str | None:
     """Why a method cannot run in this build (its score or scope is not registered), or None."""
     from prunekit import choices
@@ -133,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
            "test_tokens": test.tokens, "train_tokens": train.tokens, "calib_tokens": calib.tokens, "dataset": args.dataset,
            "machine": f"{platform.processor() or platform.machine()}, 2-core AMD EPYC", "torch": torch.__version__,
            "threads": args.threads, "rows": [], "skipped": {}, "recon_50": {},
-           "input_norm_spread": norm_spread(dense, calib.images)}
+           "input_norm_spread": norm_spread(dense, calib.images), "ln_gain_spread": ln_gain_spread(dense)}
     print(f"dense test ppl {out['dense_test_ppl']:.3f}", flush=True)
     zeros: dict[str, dict[str, torch.Tensor]] = {}  # each method's pruned weights per layer at 50 %
     jobs = [(name, opts, s) for name, opts in METHODS.items() for s in SPARSITIES]
@@ -222,6 +229,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--decay-norms-and-biases", action=argparse.BooleanOptionalAction, default=True,
+                    help="weight decay on LayerNorm gains/shifts and biases too (--no-...: matrices only, as GPT-2)")
     ap.add_argument("--calib-windows", type=int, default=128)
     ap.add_argument("--eval-windows", type=int, default=1024, help="the first N windows of test and validation")
     ap.add_argument("--threads", type=int, default=1)

@@ -227,3 +227,21 @@ def test_callbacks_evaluate_log_and_checkpoint_each_epoch(tmp_path):
     (tmp_path / "ck" / "last.pt").write_bytes(b"garbage")
     with pytest.raises(pk.CheckpointError, match="resume=False"):
         pk.train(m, train, epochs=3, checkpoint_dir=tmp_path / "ck", resume=True, progress=False)
+
+
+@pytest.mark.parametrize("decay_vectors", [True, False])
+def test_weight_decay_can_spare_norms_and_biases(decay_vectors):
+    """With no loss gradient only weight decay moves the weights: SGD shrinks each decayed one by (1 - lr·wd)
+    a step; decay_norms_and_biases=False leaves LayerNorm gains, shifts and biases exactly as they were."""
+    train, _ = _data()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    before = _weights(model)
+    pk.train(model, train, steps=3, lr=0.1, momentum=0.0, weight_decay=0.5, decay_norms_and_biases=decay_vectors,
+             loss_fn=lambda out, y: out.sum() * 0, progress=False)
+    for name, value in model.state_dict().items():
+        shrunk = before[name] * 0.95 ** 3
+        if value.dim() >= 2 or decay_vectors:
+            torch.testing.assert_close(value, shrunk, msg=name)
+        else:
+            assert torch.equal(value, before[name]), name

@@ -69,6 +69,15 @@ def _progress(enabled: bool, total: int, done: int):
         yield lambda **kw: bar.update(task, **kw)
 
 
+def _param_groups(model: nn.Module, decay_all: bool) -> Any:
+    """The model's parameters, or two groups: matrices and kernels decayed, vectors (norms, biases) not."""
+    if decay_all:
+        return model.parameters()
+    params = list(model.parameters())
+    return [{"params": [p for p in params if p.dim() >= 2]},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
 def _select_on(select_on: str | None, val: Any) -> str:
     """The validation metric that picks the best epoch: as given, else the loss for text (perplexity)."""
     if select_on is None:
@@ -80,8 +89,8 @@ def _select_on(select_on: str | None, val: Any) -> str:
 
 def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None = None, steps: int | None = None,
           seed: int = 0, batch_size: int = 128, lr: float = 0.1, optimizer: str | Callable = "sgd",
-          momentum: float = 0.9, weight_decay: float = 0.0, lr_schedule: str | LRSchedule = "constant",
-          milestones: Sequence[float] = (), gamma: float = 0.1, warmup_steps: int = 0,
+          momentum: float = 0.9, weight_decay: float = 0.0, decay_norms_and_biases: bool = True,
+          lr_schedule: str | LRSchedule = "constant", milestones: Sequence[float] = (), gamma: float = 0.1, warmup_steps: int = 0,
           schedule_offset: int = 0, schedule_total: int | None = None, loss_fn: Callable | None = None,
           callbacks: Sequence[Callback] = (), checkpoint_dir: str | Path | None = None, resume: bool = False,
           restore_best: bool = False, select_on: str | None = None, eval_batch_size: int = 512,
@@ -92,7 +101,9 @@ def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None =
     (seed, epoch). ``val`` is evaluated after each epoch; ``restore_best`` loads the weights of the
     best validation epoch at the end (the test set is never used for selection); ``select_on`` is
     "top1" (highest) or "loss" (lowest), by default "loss" for text windows (perplexity), else
-    "top1". The LR follows
+    "top1". ``decay_norms_and_biases=False`` exempts every parameter of fewer than two dimensions
+    (normalization gains and shifts, biases) from ``weight_decay``, as GPT-2 and LLaMA recipes do; the
+    default decays every parameter, as a plain torch optimizer does. The LR follows
     ``lr_schedule`` over the run; ``milestones`` are epochs. ``schedule_offset``/``schedule_total``
     place the run inside a longer schedule (rewinding). With ``checkpoint_dir`` a checkpoint is
     written after every epoch, and ``resume=True`` continues from it exactly.
@@ -111,7 +122,7 @@ def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None =
     milestone_steps = [round(m * per_epoch) for m in milestones]
 
     torch.manual_seed(seed)
-    opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    opt = make_optimizer(optimizer, _param_groups(model, decay_norms_and_biases), lr, momentum, weight_decay)
     state = TrainState(model, opt, total_steps=total)
     ckpt = Checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     best: dict[str, torch.Tensor] | None = None
