@@ -23,7 +23,7 @@ def minimal(**over):
     "over, key, allowed",
     [
         ({"epochs": 3}, "unknown key 'epochs'", "allowed keys: compressions, data_dir, datasets"),
-        ({"train": {"epoch": 3}}, "train: unknown key 'epoch'", "allowed keys: batch_size, epochs, lr"),
+        ({"train": {"epoch": 3}}, "train: unknown key 'epoch'", "allowed keys: batch_size, decay_norms_and_biases, epochs, lr"),
         ({"train": {"optimizer": "rmsprop"}}, "train.optimizer", "'sgd', 'adam' or 'adamw'"),
         ({"methods": ["magnitude"]}, "methods.0: unknown method 'magnitude'", "allowed values: global-gradient"),
         ({"methods": [{"name": "x", "score": "nonexistent"}]}, "methods.0.score: unknown score 'nonexistent'", "l1, l2, magnitude"),
@@ -111,6 +111,15 @@ def test_identity_is_stable_and_pinned():
     assert parse(minimal(train={"epochs": 10})).runs()[0].id == spec.id  # 10 is the code default
     assert parse(minimal(train={"epochs": 11})).runs()[0].id != spec.id
     assert parse(minimal(data_dir="/elsewhere")).runs()[0].id == spec.id  # location is not identity
+
+
+def test_weight_decay_recipe_reaches_training_and_identity():
+    from prunekit.bench.runner import _options
+
+    pinned = parse(minimal()).runs()[0]
+    assert parse(minimal(train={"decay_norms_and_biases": True})).runs()[0].id == pinned.id
+    gpt2 = parse(minimal(train={"decay_norms_and_biases": False})).runs()[0]
+    assert gpt2.base.id != pinned.base.id and _options(gpt2.base.train)["decay_norms_and_biases"] is False
 
 
 def test_schedule_and_retraining_defaults_keep_identities_and_rewind_steps_reach_the_base():

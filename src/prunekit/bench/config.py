@@ -29,6 +29,7 @@ class TrainSettings(Strict):
     """One training phase (the dense base model, or fine-tuning after pruning).
 
     ``steps`` (optimizer steps), when set, replaces ``epochs``: a budget finer than an epoch.
+    ``decay_norms_and_biases: false`` keeps weight decay off norm gains, shifts and biases (GPT-2's recipe).
     """
 
     epochs: int = Field(10, ge=0)
@@ -38,6 +39,7 @@ class TrainSettings(Strict):
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
+    decay_norms_and_biases: bool = True
     lr_schedule: Literal["constant", "cosine"] = "cosine"
 
 
