@@ -31,6 +31,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--bases", default="1000,4000,1000:no-norm-decay",
                     help="comma-separated bases: STEPS (weight decay on every parameter, lm.py's recipe) or "
                          "STEPS:no-norm-decay (LayerNorm gains/shifts and biases not decayed, as GPT-2)")
+    ap.add_argument("--add", action="store_true",
+                    help="keep the bases already in the JSON and add (or redo) these: one expensive base at a time")
     return ap.parse_args(argv)
 
 
@@ -59,9 +61,11 @@ def summary(res: dict) -> dict:
             "increase": {f"{m}@{s}": v for (m, s), v in increase.items()}}
 
 
-def run(args: argparse.Namespace) -> dict:
-    done = []
-    for steps, decay_all in bases(args.bases):
+def run(args: argparse.Namespace, kept: list[dict] = ()) -> dict:
+    """lm.py's protocol on each base of ``args.bases``, after the ``kept`` results of other bases."""
+    wanted = bases(args.bases)
+    done = [b for b in kept if (b["summary"]["steps"], b["summary"]["decay_norms_and_biases"]) not in wanted]
+    for steps, decay_all in wanted:
         one = copy.copy(args)
         one.steps, one.decay_norms_and_biases = steps, decay_all
         res = lm.run(one)
@@ -108,7 +112,8 @@ def markdown(res: dict) -> str:
 
 def main() -> None:
     args = parse()
-    res = json.loads(JSON.read_text()) if args.report_only else run(args)
+    old = json.loads(JSON.read_text()) if args.report_only or args.add else {"bases": []}
+    res = old if args.report_only else run(args, old["bases"])
     JSON.write_text(json.dumps(res, indent=1))
     section = markdown(res)
     write_section(section, START, END, lm.RESULTS)

@@ -22,6 +22,11 @@ def test_lm_training_bench_runs_tiny(tmp_path, monkeypatch):
     text = study.markdown(res)
     assert text.startswith(study.START) and text.endswith(study.END)
     assert "| 2 steps, norms and biases not decayed | 60 % |" in text and text.count("\n| 3 steps |") == 3
+    args.bases = "3,4"  # --add: the 2-step bases are kept, the 3-step one redone in place of the old
+    more = study.run(args, res["bases"])
+    assert [(b["summary"]["steps"], b["summary"]["decay_norms_and_biases"]) for b in more["bases"]] == [
+        (2, True), (2, False), (3, True), (4, True)]
+    assert more["bases"][2]["summary"] == rows[1]  # a cached base measures the same again
 
 
 def test_lm_training_bases_parse_and_refuse_typos(monkeypatch):
