@@ -1,6 +1,8 @@
 """Calibration plumbing, the Wanda score and the per-row scope."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -198,3 +200,22 @@ def test_low_precision_models_calibrate_in_float32(score, scope):
     pk.prune(model, 0.5, score=score, scope=scope, data=torch.randn(32, 16, dtype=torch.bfloat16))
     assert pk.sparsity(model) == 0.5 and model[0].weight.dtype == torch.bfloat16
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+@pytest.mark.parametrize("scope", ["row", "layer"])
+def test_wanda_on_float16_ranks_outlier_features_beyond_its_range(scope):
+    """An outlier feature (as in LLMs) whose ‖X_j‖ exceeds float16's 65,504: the score is |W|·‖X_j‖ in
+    float32, so a float16 model gets float32's masks. In float16 the norm became inf, already-zero weights
+    scored 0·inf = NaN and row scope kept them (50.8 % instead of 50 %)."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 64)
+    x[:, 3] *= 2e4
+    x[:, 7] *= 1.5e4
+    model = nn.Sequential(nn.Linear(64, 32)).half().float()  # float32 holding the float16 model's values
+    with torch.no_grad():
+        model[0].weight[:16, 3] = 0  # zeros already there (an earlier prune, a structured one)
+    half = copy.deepcopy(model).half()
+    masks = pk.prune(model, 0.5, score="wanda", scope=scope, data=x.half().float())
+    half_masks = pk.prune(half, 0.5, score="wanda", scope=scope, data=x.half())
+    assert pk.sparsity(half) == 0.5
+    assert torch.equal(half_masks["0.weight"], masks["0.weight"])

@@ -40,7 +40,7 @@ class Wanda(Score):
 
     def __call__(self, weight: torch.Tensor, context: ScoreContext) -> torch.Tensor:
         norms = context.state[context.target.qname]
-        return weight.detach().abs() * norms.to(weight.dtype)
+        return weight.detach().float().abs() * norms  # float32: a float16 norm overflows on outlier features
 
     def __repr__(self) -> str:
         return f"Wanda(min_samples={self.min_samples})"
