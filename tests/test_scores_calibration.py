@@ -136,6 +136,19 @@ def test_data_that_does_not_fit_names_the_layer():
         pk.prune(model, 0.5, score="wanda", data=torch.randn(5, 15))
 
 
+@pytest.mark.parametrize("score,options", [("wanda", {"scope": "row"}), ("wanda", {"structure": "2:4"}),
+                                           ("sparsegpt", {"scope": "layer"})])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_calibration_data_names_the_layer_and_prunes_nothing(score, options, bad):
+    """A NaN or inf in the calibration data made Wanda's norms NaN and its masks arbitrary, silently."""
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    x = torch.randn(32, 16)
+    x[5, 2] = bad
+    with pytest.raises(pk.PruneError, match="calibration inputs of layer '0' hold NaN or infinite values"):
+        pk.prune(model, None if "structure" in options else 0.5, score=score, data=x, **options)
+    assert pk.sparsity(model) == 0
+
+
 def test_too_little_data_names_the_layer():
     model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
     with pytest.raises(pk.PruneError, match="layer '0' saw 5 calibration input rows"):

@@ -93,6 +93,9 @@ class ColumnNorms:
     def result(self) -> torch.Tensor:
         return self.sq.sqrt()
 
+    def finite(self) -> bool:
+        return self.sq is None or bool(torch.isfinite(self.sq).all())
+
 
 class Gram:
     """Running XᵀX of the input rows: ``result()`` is the layer-wise Hessian H = 2XᵀX / n."""
@@ -110,6 +113,9 @@ class Gram:
 
     def result(self) -> torch.Tensor:
         return self.h.mul_(2 / self.n)
+
+    def finite(self) -> bool:
+        return self.h is None or bool(torch.isfinite(self.h).all())
 
 
 def call(model: nn.Module, batch: Any) -> Any:
@@ -148,7 +154,8 @@ def collect(model: nn.Module, layers: dict[str, nn.Module], data: list[Any], sta
 
     ``stop``: the layers run once per forward, so a forward ends as soon as all of them have their input
     (the rest of the network is not computed). Raises :class:`InsufficientSamplesError` naming a
-    layer that saw fewer than ``min_samples`` input rows.
+    layer that saw fewer than ``min_samples`` input rows, and :class:`InvalidArgumentError` naming the
+    first layer whose inputs held NaN or infinite values (their statistics would rank weights at random).
     """
     stats = {name: stat() for name in layers}
     pending: set[str] = set()
@@ -183,6 +190,9 @@ def collect(model: nn.Module, layers: dict[str, nn.Module], data: list[Any], sta
                 f"layer {name!r} saw {s.n} calibration input rows, fewer than min_samples={min_samples}; "
                 "pass more calibration data, or exclude the layer if the model's forward never reaches it"
             )
+        if not s.finite():
+            raise InvalidArgumentError(f"calibration inputs of layer {name!r} hold NaN or infinite values (or square "
+                                       "past float32's range); check the calibration data and the layers before it")
     return stats
 
 
