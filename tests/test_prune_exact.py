@@ -205,3 +205,20 @@ def test_half_precision_layers_above_half_range_prune_exactly(dtype, scope, monk
         kept, pruned = (before[n][m], before[n][~m]) if n else (
             torch.cat([before[k][v] for k, v in masks.items()]), torch.cat([before[k][~v] for k, v in masks.items()]))
         assert kept.min() >= pruned.max()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("width", [20, 1100])  # 1100 x 1000 weights: above the size selection samples from
+@pytest.mark.parametrize("options", [{"scope": "layer"}, {"scope": "global"}, {"scope": "row"}, {"structure": "2:4"}],
+                         ids=["layer", "global", "row", "2:4"])
+def test_nan_scores_raise_in_every_scope_and_prune_nothing(width, options):
+    """A NaN in the data makes the loss, so every gradient score, NaN. Layer and global scope looped forever
+    on a layer big enough to sample; row and N:M scope pruned arbitrary weights without a word."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(width, 1000), nn.ReLU(), nn.Linear(1000, 4))
+    x = torch.randn(16, width)
+    x[5, 2] = float("nan")
+    sparsity = None if "structure" in options else 0.5
+    with pytest.raises(pk.InvalidSparsityError, match="scores contain NaN"):
+        pk.prune(model, sparsity, score="gradient", data=[(x, torch.randint(0, 4, (16,)))], **options)
+    assert pk.sparsity(model) == 0

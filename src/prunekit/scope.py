@@ -22,7 +22,7 @@ import torch
 from .errors import InvalidSparsityError, UnknownNameError
 from .names import specificity
 from .registry import Registry
-from .selection import count, keep_lowest_dropped
+from .selection import count, keep_lowest_dropped, nan_scores
 
 if TYPE_CHECKING:
     from .structures import Part
@@ -175,6 +175,8 @@ class Row(Scope):
             pending = torch.cat([pending.to(chunk.device), chunk.float()])
             whole = pending.numel() // cols * cols
             rows, pending = pending[:whole].view(-1, cols), pending[whole:]
+            if bool(rows.isnan().any()):
+                raise nan_scores(part.name)
             if bool((rows.isneginf().sum(1) > drop).any()):
                 raise InvalidSparsityError(
                     f"{part.name} already has rows with more than {drop} of {cols} weights pruned, more than "
@@ -200,6 +202,8 @@ class BlockLocal(Scope):
         keeps = []
         for p in parts:
             rows = torch.cat([s.float() for s in p.unit_scores()]).view(-1, self.m)
+            if bool(rows.isnan().any()):
+                raise nan_scores(p.name)
             if bool((rows.isneginf().sum(1) > self.m - self.n).any()):
                 raise InvalidSparsityError(
                     f"{p.name} already has blocks with fewer than {self.n} of {self.m} weights kept; "

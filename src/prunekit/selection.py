@@ -29,6 +29,12 @@ class SampledScoreFn(Protocol):
     def sample(self, index: torch.Tensor) -> torch.Tensor: ...
 
 
+def nan_scores(where: str = "") -> InvalidSparsityError:
+    """The error for scores that hold NaN (a NaN loss makes every gradient score NaN): they cannot be ranked."""
+    return InvalidSparsityError(f"{where + ': ' if where else ''}scores contain NaN, so the lowest ones cannot be "
+                                "ranked; check the score (and the data of a data-driven one)")
+
+
 _SAMPLE = 1 << 18
 _SAMPLE_VALUES = 1 << 14  # sample for the k-th of the collected candidates
 
@@ -107,8 +113,8 @@ def _kth_smallest(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> tuple
         if below < k <= below + filled:
             value = cand.kthvalue(k - below).values.item()
             return value, below + int(torch.count_nonzero(cand < value)), int(torch.count_nonzero(cand == value))
-        if lo == -math.inf and hi == math.inf:
-            raise InvalidSparsityError("scores contain NaN, so the lowest ones cannot be ranked; check the score")
+        if math.isnan(lo) or math.isnan(hi) or (k > below + filled and hi == math.inf):
+            raise nan_scores()  # every comparable score was counted and the k-th is still beyond: NaNs
         # The sample missed (rare): widen the bracket on the side where the k-th value lies.
         lo, hi, capacity = (-math.inf, lo, total) if k <= below else (hi, math.inf, total)
 
@@ -124,6 +130,8 @@ def _one_pass(fns: Sequence[ScoreFn], sizes: Sequence[int], k: int) -> list[torc
     not exactly past 256.
     """
     lo, hi, capacity = _bracket(fns, sizes, k)
+    if math.isnan(lo) or math.isnan(hi):  # the sample holds NaN scores: the exact path reports them
+        return None
     index_dtype = torch.int32 if max(sizes) < 2**31 else torch.int64
     keeps: list[torch.Tensor] = []
     values = where = buf = None
