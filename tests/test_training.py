@@ -131,6 +131,8 @@ def test_bad_arguments():
         pk.train(m, train, epochs=1, optimizer="nope", progress=False)
     with pytest.raises(pk.PruneError):
         pk.train(m, train, epochs=1, lr_schedule="nope", progress=False)
+    with pytest.raises(pk.PruneError, match="decay_norms_and_biases must be True or False"):
+        pk.train(m, train, epochs=1, decay_norms_and_biases="no", progress=False)
 
 
 # ---- fine-tuning variants: rewinding and the lottery-ticket controls ---------------------------

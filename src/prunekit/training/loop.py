@@ -111,6 +111,8 @@ def train(model: nn.Module, train: Any, val: Any = None, *, epochs: int | None =
     check_training(lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, seed=seed)
     if (epochs is None) == (steps is None):
         raise PruneError("pass exactly one of epochs= or steps=")
+    if not isinstance(decay_norms_and_biases, bool):  # "no" would be truthy and decay them silently
+        raise PruneError(f"decay_norms_and_biases must be True or False (got {decay_norms_and_biases!r})")
     if (epochs if steps is None else steps) < 0:
         raise PruneError("epochs/steps must be >= 0")
     dev = device_of(model, device)
